@@ -1,0 +1,48 @@
+# Everything runs from the project venv, which `make install` builds from constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install lint format unasync test test-fast demo bench localstack localstack-stop test-localstack lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The sync API is generated from the async one; `unasync` rewrites it, `lint` checks it is current.
+unasync: install
+	$(BIN)/python scripts/unasync.py
+
+lint: install
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The full suite: lint, then every test against the in-memory client, moto server and
+# SeaweedFS (both started and stopped by the test session on 127.0.0.1).
+test: lint
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -x -q -m 'not slow'
+
+demo: install
+	$(BIN)/s3store demo
+
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	.venv-lock/bin/pip freeze --exclude-editable | sed '1i # Lock for the whole dependency tree (runtime + dev). Regenerate with `make lock`.' > constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

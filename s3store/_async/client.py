@@ -1,0 +1,524 @@
+"""The object-client seam under the store, and its implementations.
+
+The store talks to S3 only through :class:`AsyncObjectClient`: ten small methods over one
+bucket, in terms of bytes and ETags, raising only :mod:`s3store.errors` types. Anything that
+implements it can sit under a store: the aioboto3 adapter, the in-memory client, a
+fault-injecting wrapper in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import botocore.exceptions
+
+from s3store._memory import MemoryBackend, MemoryClientBase
+from s3store.config import (
+    StoreSettings,
+    condition_args,
+    listed_info,
+    object_info,
+    owner_args,
+    put_result,
+    write_args,
+)
+from s3store.errors import (
+    BackendError,
+    DocumentTooLargeError,
+    ObjectNotFoundError,
+    StoreError,
+    translate_error,
+)
+from s3store.types import GetResult, ListPage, ObjectInfo, PutResult, StoreStats
+
+# What a botocore/aiobotocore call can raise that is about the request, not our code.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@runtime_checkable
+class AsyncObjectClient(Protocol):
+    """The narrow object-storage interface the store is written against.
+
+    Keys are full object keys in :attr:`bucket`. Missing objects are ``None`` from
+    ``get``/``head``; every failure is an :class:`s3store.errors.StoreError`.
+    """
+
+    bucket: str
+
+    def describe(self) -> dict[str, str]:
+        """Where requests go (endpoint, region, bucket), for error messages."""
+        ...
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+    ) -> GetResult | None:
+        """The object's bytes, or None; DocumentTooLargeError past ``max_bytes``.
+
+        ``range_end`` asks for only the first ``range_end`` bytes (a ranged GET).
+        """
+        ...
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """The object's metadata, or None."""
+        ...
+
+    async def put(
+        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> PutResult:
+        """Write an object in one request, optionally conditional."""
+        ...
+
+    async def put_multipart(
+        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    ) -> PutResult:
+        """Write an object as a multipart upload; the condition applies at completion."""
+        ...
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete one object (missing is fine unless ``if_match`` is given)."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete up to 1,000 objects in one request."""
+        ...
+
+    async def list_page(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """One ListObjectsV2 page."""
+        ...
+
+    async def head_bucket(self) -> None:
+        """Raise unless the bucket exists and is reachable."""
+        ...
+
+    async def create_bucket(self) -> None:
+        """Create the bucket (fine if it exists and is ours)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources the client owns."""
+        ...
+
+
+class AsyncBotoObjectClient:
+    """:class:`AsyncObjectClient` over an aioboto3 / aiobotocore S3 client.
+
+    Every call goes through :meth:`_call`, the one place botocore errors become s3store
+    errors (naming bucket, key and the ETag that was sent).
+    """
+
+    def __init__(self, client: Any, settings: StoreSettings) -> None:
+        self.bucket = settings.bucket
+        self._client = client
+        self._settings = settings
+        self._owner = owner_args(settings)
+        self._write = write_args(settings)
+
+    def describe(self) -> dict[str, str]:
+        # docstring inherited
+        meta = getattr(self._client, "meta", None)
+        return {
+            "endpoint": str(getattr(meta, "endpoint_url", None) or "aws"),
+            "region": str(getattr(meta, "region_name", None) or "unknown"),
+            "bucket": self.bucket,
+        }
+
+    async def _call(
+        self,
+        operation: str,
+        key: str | None,
+        /,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        method = getattr(self._client, operation)
+        try:
+            return await method(Bucket=self.bucket, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise translate_error(
+                exc,
+                operation=operation,
+                bucket=self.bucket,
+                key=key,
+                if_none_match=if_none_match,
+                if_match=if_match,
+            ) from exc
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+    ) -> GetResult | None:
+        # docstring inherited
+        extra: dict[str, Any] = {"Range": f"bytes=0-{range_end - 1}"} if range_end else {}
+        try:
+            response = await self._call("get_object", key, Key=key, **extra, **self._owner)
+        except ObjectNotFoundError:
+            return None
+        except BackendError as exc:
+            if exc.code != "InvalidRange":
+                raise
+            # A ranged GET of an empty object: there are no bytes to return.
+            return GetResult(body=b"", info=ObjectInfo(key=key, size=0, etag=""))
+        info = object_info(key, response)
+        stream = response["Body"]
+        if max_bytes is not None and info.size > max_bytes:
+            stream.close()
+            raise DocumentTooLargeError(
+                f"object is {info.size} bytes, over the {max_bytes}-byte document limit",
+                bucket=self.bucket,
+                key=key,
+            )
+        try:
+            body: bytes = await stream.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise translate_error(exc, operation="get_object", bucket=self.bucket, key=key) from exc
+        finally:
+            stream.close()
+        return GetResult(body=body, info=info)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        # docstring inherited
+        try:
+            response = await self._call("head_object", key, Key=key, **self._owner)
+        except ObjectNotFoundError:
+            return None
+        return object_info(key, response)
+
+    async def put(
+        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> PutResult:
+        # docstring inherited
+        response = await self._call(
+            "put_object",
+            key,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            Key=key,
+            Body=body,
+            **condition_args(if_none_match=if_none_match, if_match=if_match),
+            **self._write,
+        )
+        return put_result(response)
+
+    async def put_multipart(
+        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    ) -> PutResult:
+        # docstring inherited
+        created = await self._call("create_multipart_upload", key, Key=key, **self._write)
+        upload_id = created["UploadId"]
+        try:
+            done = []
+            for number, part in enumerate(parts, start=1):
+                uploaded = await self._call(
+                    "upload_part",
+                    key,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=part,
+                    **self._owner,
+                )
+                done.append({"ETag": uploaded["ETag"], "PartNumber": number})
+            response = await self._call(
+                "complete_multipart_upload",
+                key,
+                if_none_match=if_none_match,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+                **condition_args(if_none_match=if_none_match, if_match=None),
+                **self._owner,
+            )
+        except BaseException:
+            # Leave no billed, invisible parts behind; the original error is what matters.
+            with contextlib.suppress(StoreError):
+                await self._call(
+                    "abort_multipart_upload", key, Key=key, UploadId=upload_id, **self._owner
+                )
+            raise
+        return put_result(response)
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        # docstring inherited
+        await self._call(
+            "delete_object",
+            key,
+            if_match=if_match,
+            Key=key,
+            **condition_args(if_none_match=False, if_match=if_match),
+            **self._owner,
+        )
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        if not keys:
+            return
+        if len(keys) > 1000:
+            raise ValueError("DeleteObjects takes at most 1,000 keys")
+        response = await self._call(
+            "delete_objects",
+            keys[0],
+            Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            **self._owner,
+        )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise BackendError(
+                f"delete_objects failed for {len(errors)} key(s): {first.get('Message', '')}",
+                bucket=self.bucket,
+                key=first.get("Key"),
+                code=first.get("Code"),
+            )
+
+    async def list_page(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        # docstring inherited
+        kwargs: dict[str, Any] = {"Prefix": prefix, "MaxKeys": max_keys, **self._owner}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if token:
+            kwargs["ContinuationToken"] = token
+        response = await self._call("list_objects_v2", prefix, **kwargs)
+        return ListPage(
+            objects=[listed_info(entry) for entry in response.get("Contents") or []],
+            common_prefixes=[p["Prefix"] for p in response.get("CommonPrefixes") or []],
+            next_token=response.get("NextContinuationToken")
+            if response.get("IsTruncated")
+            else None,
+        )
+
+    async def head_bucket(self) -> None:
+        # docstring inherited
+        await self._call("head_bucket", None, **self._owner)
+
+    async def create_bucket(self) -> None:
+        # docstring inherited
+        kwargs: dict[str, Any] = {}
+        region = getattr(getattr(self._client, "meta", None), "region_name", None)
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await self._call("create_bucket", None, **kwargs)
+        except BackendError as exc:
+            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+
+    async def close(self) -> None:
+        # docstring inherited
+        # The store that built the client closes it through its exit stack; a client passed
+        # in by the caller stays the caller's.
+        return None
+
+
+class AsyncMemoryObjectClient(MemoryClientBase):
+    """An in-memory :class:`AsyncObjectClient` with ETags and real conditional semantics.
+
+    Pass the same ``backend`` to several clients (async or sync) to share one bucket.
+    ``create=True`` creates the bucket.
+    """
+
+    def __init__(
+        self, bucket: str = "s3store", *, backend: MemoryBackend | None = None, create: bool = True
+    ) -> None:
+        self.bucket = bucket
+        self.backend = backend if backend is not None else MemoryBackend()
+        if create:
+            self.backend.create_bucket(bucket)
+
+    def describe(self) -> dict[str, str]:
+        # docstring inherited
+        return {"endpoint": "memory", "region": "none", "bucket": self.bucket}
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+    ) -> GetResult | None:
+        # docstring inherited
+        result = self.backend.get(self.bucket, key)
+        if result is not None and range_end is not None:
+            return GetResult(body=result.body[:range_end], info=result.info)
+        if result is not None and max_bytes is not None and result.info.size > max_bytes:
+            raise DocumentTooLargeError(
+                f"object is {result.info.size} bytes, over the {max_bytes}-byte document limit",
+                bucket=self.bucket,
+                key=key,
+            )
+        return result
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        # docstring inherited
+        return self.backend.head(self.bucket, key)
+
+    async def put(
+        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> PutResult:
+        # docstring inherited
+        condition_args(if_none_match=if_none_match, if_match=if_match)
+        return self.backend.put(
+            self.bucket, key, body, if_none_match=if_none_match, if_match=if_match
+        )
+
+    async def put_multipart(
+        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    ) -> PutResult:
+        # docstring inherited
+        return self.backend.put_multipart(
+            self.bucket, key, list(parts), if_none_match=if_none_match
+        )
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        # docstring inherited
+        self.backend.delete(self.bucket, key, if_match=if_match)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        if len(keys) > 1000:
+            raise ValueError("DeleteObjects takes at most 1,000 keys")
+        for key in keys:
+            self.backend.delete(self.bucket, key)
+
+    async def list_page(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        # docstring inherited
+        return self.backend.list_page(
+            self.bucket, prefix, delimiter=delimiter, token=token, max_keys=max_keys
+        )
+
+    async def head_bucket(self) -> None:
+        # docstring inherited
+        self.backend.list_page(self.bucket, "", max_keys=1)
+
+    async def create_bucket(self) -> None:
+        # docstring inherited
+        self.backend.create_bucket(self.bucket)
+
+    async def close(self) -> None:
+        # docstring inherited
+        return None
+
+
+class AsyncCountingClient:
+    """Wraps an :class:`AsyncObjectClient` and counts every request into a StoreStats."""
+
+    def __init__(self, inner: AsyncObjectClient, stats: StoreStats) -> None:
+        self.inner = inner
+        self.bucket = inner.bucket
+        self.stats = stats
+
+    def describe(self) -> dict[str, str]:
+        # docstring inherited
+        return self.inner.describe()
+
+    async def get(
+        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+    ) -> GetResult | None:
+        # docstring inherited
+        result = None
+        try:
+            result = await self.inner.get(key, max_bytes=max_bytes, range_end=range_end)
+            return result
+        finally:
+            self.stats.record("GetObject", down=len(result.body) if result else 0)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        # docstring inherited
+        try:
+            return await self.inner.head(key)
+        finally:
+            self.stats.record("HeadObject")
+
+    async def put(
+        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> PutResult:
+        # docstring inherited
+        try:
+            return await self.inner.put(key, body, if_none_match=if_none_match, if_match=if_match)
+        finally:
+            self.stats.record("PutObject", up=len(body))
+
+    async def put_multipart(
+        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    ) -> PutResult:
+        # docstring inherited
+        try:
+            return await self.inner.put_multipart(key, parts, if_none_match=if_none_match)
+        finally:
+            self.stats.record("CreateMultipartUpload")
+            for part in parts:
+                self.stats.record("UploadPart", up=len(part))
+            self.stats.record("CompleteMultipartUpload")
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        # docstring inherited
+        try:
+            await self.inner.delete(key, if_match=if_match)
+        finally:
+            self.stats.record("DeleteObject")
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        try:
+            await self.inner.delete_many(keys)
+        finally:
+            self.stats.record("DeleteObjects")
+
+    async def list_page(
+        self,
+        prefix: str,
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        # docstring inherited
+        try:
+            return await self.inner.list_page(
+                prefix, delimiter=delimiter, token=token, max_keys=max_keys
+            )
+        finally:
+            self.stats.record("ListObjectsV2")
+
+    async def head_bucket(self) -> None:
+        # docstring inherited
+        try:
+            await self.inner.head_bucket()
+        finally:
+            self.stats.record("HeadBucket")
+
+    async def create_bucket(self) -> None:
+        # docstring inherited
+        try:
+            await self.inner.create_bucket()
+        finally:
+            self.stats.record("CreateBucket")
+
+    async def close(self) -> None:
+        # docstring inherited
+        await self.inner.close()

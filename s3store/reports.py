@@ -1,0 +1,50 @@
+"""Result types of the maintenance operations (gc, fsck)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What a garbage collection found and did."""
+
+    manifests: int
+    blobs: int
+    referenced: int
+    kept_young: int
+    deleted: int
+    deleted_bytes: int
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON output."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FsckProblem:
+    """One problem fsck found: its kind (``document``, ``integrity``, ``missing-blob``)."""
+
+    kind: str
+    key: str
+    detail: str
+
+
+@dataclass
+class FsckReport:
+    """Everything fsck checked and found; ``ok`` when there are no problems."""
+
+    documents: int = 0
+    blobs: int = 0
+    problems: list[FsckProblem] = field(default_factory=list)
+    unreferenced_blobs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problems (unreferenced blobs are not problems: gc removes them)."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON output."""
+        return {**asdict(self), "ok": self.ok}
