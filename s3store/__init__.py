@@ -53,45 +53,96 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
-    from s3store._async.lease import AsyncLease
-    from s3store._async.store import AsyncS3SessionStore
-    from s3store._sync.lease import Lease
-    from s3store._sync.store import S3SessionStore
-    from s3store.config import StoreSettings
+    from s3store._async.lease import AsyncLease as AsyncLease
+    from s3store._async.store import AsyncS3SessionStore as AsyncS3SessionStore
+    from s3store._sync.lease import Lease as Lease
+    from s3store._sync.store import S3SessionStore as S3SessionStore
+    from s3store.config import StoreSettings as StoreSettings
     from s3store.errors import (
-        AlreadyExistsError,
-        ConflictError,
-        CorruptObjectError,
-        IntegrityError,
-        InvalidIdError,
-        KeyCollisionError,
-        LeaseHeldError,
-        LeaseLostError,
-        PreconditionFailedError,
-        StoreError,
-        UnsupportedBackendError,
+        AlreadyExistsError as AlreadyExistsError,
+    )
+    from s3store.errors import (
+        ConflictError as ConflictError,
+    )
+    from s3store.errors import (
+        CorruptObjectError as CorruptObjectError,
+    )
+    from s3store.errors import (
+        IntegrityError as IntegrityError,
+    )
+    from s3store.errors import (
+        InvalidIdError as InvalidIdError,
+    )
+    from s3store.errors import (
+        KeyCollisionError as KeyCollisionError,
+    )
+    from s3store.errors import (
+        LeaseHeldError as LeaseHeldError,
+    )
+    from s3store.errors import (
+        LeaseLostError as LeaseLostError,
+    )
+    from s3store.errors import (
+        PreconditionFailedError as PreconditionFailedError,
+    )
+    from s3store.errors import (
+        StoreError as StoreError,
+    )
+    from s3store.errors import (
+        UnsupportedBackendError as UnsupportedBackendError,
     )
     from s3store.models import (
-        ArtifactStore,
-        LoopCheckpoint,
-        Message,
-        RunRecord,
-        SessionConfig,
-        SessionData,
-        SessionSnapshotV1,
-        SubagentTaskSnapshot,
-        ToolArtifact,
-        TraceEvent,
-        VerificationReport,
+        ArtifactStore as ArtifactStore,
     )
-    from s3store.reports import FsckReport, GcReport
+    from s3store.models import (
+        LoopCheckpoint as LoopCheckpoint,
+    )
+    from s3store.models import (
+        Message as Message,
+    )
+    from s3store.models import (
+        RunRecord as RunRecord,
+    )
+    from s3store.models import (
+        SessionConfig as SessionConfig,
+    )
+    from s3store.models import (
+        SessionData as SessionData,
+    )
+    from s3store.models import (
+        SessionSnapshotV1 as SessionSnapshotV1,
+    )
+    from s3store.models import (
+        SubagentTaskSnapshot as SubagentTaskSnapshot,
+    )
+    from s3store.models import (
+        ToolArtifact as ToolArtifact,
+    )
+    from s3store.models import (
+        TraceEvent as TraceEvent,
+    )
+    from s3store.models import (
+        VerificationReport as VerificationReport,
+    )
+    from s3store.reports import FsckReport as FsckReport
+    from s3store.reports import GcReport as GcReport
     from s3store.types import (
-        Capabilities,
-        IfMatch,
-        PutMode,
-        PutResult,
-        StoreStats,
-        Versioned,
+        Capabilities as Capabilities,
+    )
+    from s3store.types import (
+        IfMatch as IfMatch,
+    )
+    from s3store.types import (
+        PutMode as PutMode,
+    )
+    from s3store.types import (
+        PutResult as PutResult,
+    )
+    from s3store.types import (
+        StoreStats as StoreStats,
+    )
+    from s3store.types import (
+        Versioned as Versioned,
     )
 
 

@@ -59,19 +59,27 @@ def artifacts(*contents: str, tool: str = "bash") -> ArtifactStore:
 
 
 def trace_events() -> list[TraceEvent]:
-    return codec.loads(list[TraceEvent], fixture("trace_events.json"))
+    loaded: list[TraceEvent] = codec.loads(list[TraceEvent], fixture("trace_events.json"))
+    return loaded
 
 
 def run_records() -> list[RunRecord]:
-    return codec.loads(list[RunRecord], fixture("run_records.json"))
+    loaded: list[RunRecord] = codec.loads(list[RunRecord], fixture("run_records.json"))
+    return loaded
 
 
 def verification_reports() -> list[VerificationReport]:
-    return codec.loads(list[VerificationReport], fixture("verification_reports.json"))
+    loaded: list[VerificationReport] = codec.loads(
+        list[VerificationReport], fixture("verification_reports.json")
+    )
+    return loaded
 
 
 def subagent_tasks() -> list[SubagentTaskSnapshot]:
-    return codec.loads(list[SubagentTaskSnapshot], fixture("subagent_tasks.json"))
+    loaded: list[SubagentTaskSnapshot] = codec.loads(
+        list[SubagentTaskSnapshot], fixture("subagent_tasks.json")
+    )
+    return loaded
 
 
 def loop_checkpoint(run_id: str = "run-0001") -> LoopCheckpoint:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import random
@@ -375,7 +376,7 @@ class AsyncS3SessionStore:
 
     def _decode_session(self, body: bytes, key: str) -> SessionData:
         if self.layout.name == "v1" and _looks_like_snapshot(body):
-            snapshot = self._decode(SessionSnapshotV1, body, key)
+            snapshot: SessionSnapshotV1 = self._decode(SessionSnapshotV1, body, key)
             if snapshot.schema_version != 1:
                 raise CorruptObjectError(
                     f"session snapshot schema version {snapshot.schema_version} is not loadable",
@@ -441,7 +442,7 @@ class AsyncS3SessionStore:
         got = await self._get(key)
         return None if got is None else self._decode_session(got[0], key)
 
-    async def list(self) -> list[str]:
+    async def list(self) -> builtins.list[str]:
         """Ids of the stored sessions, sorted. ceil(n / 1000) listing requests.
 
         Legacy layout: the file stems (sanitised ids), as the Rust ``list`` returns them;
@@ -523,9 +524,9 @@ class AsyncS3SessionStore:
         """Write the session's trace events (one PUT)."""
         return await self._save_sidecar(Part.TRACES, id, events, mode)
 
-    async def load_trace_events(self, id: str) -> list[TraceEvent] | None:
+    async def load_trace_events(self, id: str) -> builtins.list[TraceEvent] | None:
         """The session's trace events, or None if never saved (one GET)."""
-        events: list[TraceEvent] | None = await self._load_sidecar(
+        events: builtins.list[TraceEvent] | None = await self._load_sidecar(
             Part.TRACES, id, list[TraceEvent]
         )
         return events
@@ -536,9 +537,11 @@ class AsyncS3SessionStore:
         """Write the session's run records (one PUT)."""
         return await self._save_sidecar(Part.RUNS, id, records, mode)
 
-    async def load_run_records(self, id: str) -> list[RunRecord] | None:
+    async def load_run_records(self, id: str) -> builtins.list[RunRecord] | None:
         """The session's run records, or None (one GET)."""
-        records: list[RunRecord] | None = await self._load_sidecar(Part.RUNS, id, list[RunRecord])
+        records: builtins.list[RunRecord] | None = await self._load_sidecar(
+            Part.RUNS, id, list[RunRecord]
+        )
         return records
 
     async def save_verification_reports(
@@ -547,9 +550,9 @@ class AsyncS3SessionStore:
         """Write the session's verification reports (one PUT)."""
         return await self._save_sidecar(Part.VERIFICATION, id, reports, mode)
 
-    async def load_verification_reports(self, id: str) -> list[VerificationReport] | None:
+    async def load_verification_reports(self, id: str) -> builtins.list[VerificationReport] | None:
         """The session's verification reports, or None (one GET)."""
-        reports: list[VerificationReport] | None = await self._load_sidecar(
+        reports: builtins.list[VerificationReport] | None = await self._load_sidecar(
             Part.VERIFICATION, id, list[VerificationReport]
         )
         return reports
@@ -560,9 +563,9 @@ class AsyncS3SessionStore:
         """Write the session's subagent task snapshots (one PUT)."""
         return await self._save_sidecar(Part.SUBAGENT_TASKS, id, tasks, mode)
 
-    async def load_subagent_tasks(self, id: str) -> list[SubagentTaskSnapshot] | None:
+    async def load_subagent_tasks(self, id: str) -> builtins.list[SubagentTaskSnapshot] | None:
         """The session's subagent task snapshots, or None (one GET)."""
-        tasks: list[SubagentTaskSnapshot] | None = await self._load_sidecar(
+        tasks: builtins.list[SubagentTaskSnapshot] | None = await self._load_sidecar(
             Part.SUBAGENT_TASKS, id, list[SubagentTaskSnapshot]
         )
         return tasks
@@ -805,7 +808,7 @@ class AsyncS3SessionStore:
 
     # -- maintenance: gc, fsck -----------------------------------------------------------
 
-    async def _manifest_keys(self) -> list[ObjectInfo]:
+    async def _manifest_keys(self) -> builtins.list[ObjectInfo]:
         root = (
             f"{self.layout.root}artifacts/"
             if self.layout.name == "legacy"
@@ -850,7 +853,7 @@ class AsyncS3SessionStore:
         referenced = await self._referenced(manifests)
         cutoff = started - grace
         blobs = [info async for info in self._iter_objects(self.layout.blob_root)]
-        candidates: list[ObjectInfo] = []
+        candidates: builtins.list[ObjectInfo] = []
         kept_young = 0
         for info in blobs:
             try:
@@ -898,7 +901,7 @@ class AsyncS3SessionStore:
         all_objects = [info async for info in self._iter_objects(self.layout.root)]
         blob_digests: set[str] = set()
         referenced: set[str] = set()
-        checks: list[Callable[[], Awaitable[None]]] = []
+        checks: builtins.list[Callable[[], Awaitable[None]]] = []
 
         async def check_blob(info: ObjectInfo, digest: str) -> None:
             try:
@@ -954,10 +957,10 @@ class AsyncS3SessionStore:
             return "session" if self.layout.name == "legacy" else None
         kinds: dict[str, Any] = {
             "sessions": "session",
-            "traces": list[TraceEvent],
-            "verification": list[VerificationReport],
-            "runs": list[RunRecord],
-            "subagent_tasks": list[SubagentTaskSnapshot],
+            "traces": builtins.list[TraceEvent],
+            "verification": builtins.list[VerificationReport],
+            "runs": builtins.list[RunRecord],
+            "subagent_tasks": builtins.list[SubagentTaskSnapshot],
             "loop_checkpoints": LoopCheckpoint,
         }
         if top == "artifacts" and name.endswith("/artifacts.json"):

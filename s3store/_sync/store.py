@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import random
@@ -376,7 +377,7 @@ class S3SessionStore:
 
     def _decode_session(self, body: bytes, key: str) -> SessionData:
         if self.layout.name == "v1" and _looks_like_snapshot(body):
-            snapshot = self._decode(SessionSnapshotV1, body, key)
+            snapshot: SessionSnapshotV1 = self._decode(SessionSnapshotV1, body, key)
             if snapshot.schema_version != 1:
                 raise CorruptObjectError(
                     f"session snapshot schema version {snapshot.schema_version} is not loadable",
@@ -442,7 +443,7 @@ class S3SessionStore:
         got = self._get(key)
         return None if got is None else self._decode_session(got[0], key)
 
-    def list(self) -> list[str]:
+    def list(self) -> builtins.list[str]:
         """Ids of the stored sessions, sorted. ceil(n / 1000) listing requests.
 
         Legacy layout: the file stems (sanitised ids), as the Rust ``list`` returns them;
@@ -524,9 +525,9 @@ class S3SessionStore:
         """Write the session's trace events (one PUT)."""
         return self._save_sidecar(Part.TRACES, id, events, mode)
 
-    def load_trace_events(self, id: str) -> list[TraceEvent] | None:
+    def load_trace_events(self, id: str) -> builtins.list[TraceEvent] | None:
         """The session's trace events, or None if never saved (one GET)."""
-        events: list[TraceEvent] | None = self._load_sidecar(
+        events: builtins.list[TraceEvent] | None = self._load_sidecar(
             Part.TRACES, id, list[TraceEvent]
         )
         return events
@@ -537,9 +538,11 @@ class S3SessionStore:
         """Write the session's run records (one PUT)."""
         return self._save_sidecar(Part.RUNS, id, records, mode)
 
-    def load_run_records(self, id: str) -> list[RunRecord] | None:
+    def load_run_records(self, id: str) -> builtins.list[RunRecord] | None:
         """The session's run records, or None (one GET)."""
-        records: list[RunRecord] | None = self._load_sidecar(Part.RUNS, id, list[RunRecord])
+        records: builtins.list[RunRecord] | None = self._load_sidecar(
+            Part.RUNS, id, list[RunRecord]
+        )
         return records
 
     def save_verification_reports(
@@ -548,9 +551,9 @@ class S3SessionStore:
         """Write the session's verification reports (one PUT)."""
         return self._save_sidecar(Part.VERIFICATION, id, reports, mode)
 
-    def load_verification_reports(self, id: str) -> list[VerificationReport] | None:
+    def load_verification_reports(self, id: str) -> builtins.list[VerificationReport] | None:
         """The session's verification reports, or None (one GET)."""
-        reports: list[VerificationReport] | None = self._load_sidecar(
+        reports: builtins.list[VerificationReport] | None = self._load_sidecar(
             Part.VERIFICATION, id, list[VerificationReport]
         )
         return reports
@@ -561,9 +564,9 @@ class S3SessionStore:
         """Write the session's subagent task snapshots (one PUT)."""
         return self._save_sidecar(Part.SUBAGENT_TASKS, id, tasks, mode)
 
-    def load_subagent_tasks(self, id: str) -> list[SubagentTaskSnapshot] | None:
+    def load_subagent_tasks(self, id: str) -> builtins.list[SubagentTaskSnapshot] | None:
         """The session's subagent task snapshots, or None (one GET)."""
-        tasks: list[SubagentTaskSnapshot] | None = self._load_sidecar(
+        tasks: builtins.list[SubagentTaskSnapshot] | None = self._load_sidecar(
             Part.SUBAGENT_TASKS, id, list[SubagentTaskSnapshot]
         )
         return tasks
@@ -806,7 +809,7 @@ class S3SessionStore:
 
     # -- maintenance: gc, fsck -----------------------------------------------------------
 
-    def _manifest_keys(self) -> list[ObjectInfo]:
+    def _manifest_keys(self) -> builtins.list[ObjectInfo]:
         root = (
             f"{self.layout.root}artifacts/"
             if self.layout.name == "legacy"
@@ -851,7 +854,7 @@ class S3SessionStore:
         referenced = self._referenced(manifests)
         cutoff = started - grace
         blobs = [info for info in self._iter_objects(self.layout.blob_root)]
-        candidates: list[ObjectInfo] = []
+        candidates: builtins.list[ObjectInfo] = []
         kept_young = 0
         for info in blobs:
             try:
@@ -899,7 +902,7 @@ class S3SessionStore:
         all_objects = [info for info in self._iter_objects(self.layout.root)]
         blob_digests: set[str] = set()
         referenced: set[str] = set()
-        checks: list[Callable[[], None]] = []
+        checks: builtins.list[Callable[[], None]] = []
 
         def check_blob(info: ObjectInfo, digest: str) -> None:
             try:
@@ -955,10 +958,10 @@ class S3SessionStore:
             return "session" if self.layout.name == "legacy" else None
         kinds: dict[str, Any] = {
             "sessions": "session",
-            "traces": list[TraceEvent],
-            "verification": list[VerificationReport],
-            "runs": list[RunRecord],
-            "subagent_tasks": list[SubagentTaskSnapshot],
+            "traces": builtins.list[TraceEvent],
+            "verification": builtins.list[VerificationReport],
+            "runs": builtins.list[RunRecord],
+            "subagent_tasks": builtins.list[SubagentTaskSnapshot],
             "loop_checkpoints": LoopCheckpoint,
         }
         if top == "artifacts" and name.endswith("/artifacts.json"):

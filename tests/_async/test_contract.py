@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -343,7 +344,7 @@ async def test_request_counts_per_operation(store: AsyncS3SessionStore) -> None:
 
 async def test_concurrent_saves_of_one_session(store: AsyncS3SessionStore) -> None:
     data = [helpers.session("s1", messages=n) for n in range(1, 6)]
-    await agather_limited([lambda d=d: store.save(d) for d in data], 5)
+    await agather_limited([partial(store.save, d) for d in data], 5)
     loaded = await store.load("s1")
     assert loaded is not None
     assert loaded in data
@@ -410,7 +411,7 @@ async def test_artifacts_deduplicate_across_sessions(backend: Backend, prefix: s
     shared = helpers.artifacts(content)
     async with AsyncS3SessionStore(**backend.store_kwargs(prefix, max_concurrency=8)) as store:
         await agather_limited(
-            [lambda i=i: store.save_artifacts(f"s{i}", shared) for i in range(50)], 8
+            [partial(store.save_artifacts, f"s{i}", shared) for i in range(50)], 8
         )
         manifest_bytes = store.stats.bytes_up - len(content)
         assert store.stats.requests["PutObject"] == 51
@@ -536,7 +537,7 @@ async def test_update_keeps_every_change(store: AsyncS3SessionStore, backend: Ba
 
             await store.update("s1", change)
 
-    await agather_limited([lambda w=w: work(w) for w in range(workers)], workers)
+    await agather_limited([partial(work, w) for w in range(workers)], workers)
     loaded = await store.load("s1")
     assert loaded is not None
     texts = sorted(m.content[0].text for m in loaded.messages)  # type: ignore[union-attr]
@@ -561,7 +562,7 @@ async def test_create_race_has_one_winner(store: AsyncS3SessionStore, backend: B
     for _ in range(5):
         outcomes.clear()
         await store.delete("race")
-        await agather_limited([lambda w=w: attempt(w) for w in range(4)], 4)
+        await agather_limited([partial(attempt, w) for w in range(4)], 4)
         assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
 
 

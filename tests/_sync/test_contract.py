@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -344,7 +345,7 @@ def test_request_counts_per_operation(store: S3SessionStore) -> None:
 
 def test_concurrent_saves_of_one_session(store: S3SessionStore) -> None:
     data = [helpers.session("s1", messages=n) for n in range(1, 6)]
-    gather_limited([lambda d=d: store.save(d) for d in data], 5)
+    gather_limited([partial(store.save, d) for d in data], 5)
     loaded = store.load("s1")
     assert loaded is not None
     assert loaded in data
@@ -411,7 +412,7 @@ def test_artifacts_deduplicate_across_sessions(backend: Backend, prefix: str) ->
     shared = helpers.artifacts(content)
     with S3SessionStore(**backend.store_kwargs(prefix, max_concurrency=8)) as store:
         gather_limited(
-            [lambda i=i: store.save_artifacts(f"s{i}", shared) for i in range(50)], 8
+            [partial(store.save_artifacts, f"s{i}", shared) for i in range(50)], 8
         )
         manifest_bytes = store.stats.bytes_up - len(content)
         assert store.stats.requests["PutObject"] == 51
@@ -537,7 +538,7 @@ def test_update_keeps_every_change(store: S3SessionStore, backend: Backend) -> N
 
             store.update("s1", change)
 
-    gather_limited([lambda w=w: work(w) for w in range(workers)], workers)
+    gather_limited([partial(work, w) for w in range(workers)], workers)
     loaded = store.load("s1")
     assert loaded is not None
     texts = sorted(m.content[0].text for m in loaded.messages)  # type: ignore[union-attr]
@@ -562,7 +563,7 @@ def test_create_race_has_one_winner(store: S3SessionStore, backend: Backend) -> 
     for _ in range(5):
         outcomes.clear()
         store.delete("race")
-        gather_limited([lambda w=w: attempt(w) for w in range(4)], 4)
+        gather_limited([partial(attempt, w) for w in range(4)], 4)
         assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
 
 

@@ -1,0 +1,1595 @@
+"""Pydantic v2 models of the a3s-code session-store documents (wire-compatible with Rust serde).
+
+Every model mirrors one Rust struct of ``a3s-code-core`` (see ``WIRE_FORMAT.md`` sections 3
+and 5): fields are declared in Rust struct order, which is the order ``s3store.codec`` writes
+them in. Write them with :func:`s3store.codec.dumps` and read them with
+:func:`s3store.codec.loads`; ``model_dump`` / ``model_dump_json`` do not know the serde rules.
+
+Per-field serde rules are declared as ``Annotated`` metadata and applied by the codec:
+
+* :data:`SKIP_NONE` (``skip_serializing_if = "Option::is_none"``), :data:`SKIP_EMPTY`
+  (``Vec::is_empty``), :data:`SKIP_FALSE`, :data:`SKIP_DEFAULT` (skipped while equal to the
+  default) and :data:`NEVER_WRITTEN` (``api_key``). A field without a rule is always written; a
+  non-skipped ``None`` is written as ``null``.
+* :data:`F32` marks Rust ``f32`` fields (rounded to f32 and printed with f32-shortest digits);
+  every other float is an ``f64``.
+
+Compatibility rules:
+
+* **Old documents load.** Fields added after the first era have defaults (serde ``default``, or
+  ``None`` for an ``Option``, which serde treats as ``None`` when missing). A missing field
+  without a default is an error, as in serde.
+* **New documents round-trip.** Unknown keys are kept (``extra="allow"``). When a document is
+  read through :func:`s3store.codec.loads` and a model carries unknown keys, the input key
+  order is recorded, and on output each unknown key is written right after the known key
+  that preceded it in the input (keys before any known key go first). A document with unknown
+  keys at any nesting level therefore round-trips byte for byte.
+* **Era preservation.** A field that has a default and is always written (no skip rule), but
+  was *absent* from the document read by :func:`s3store.codec.loads`, stays absent on output
+  as long as it still equals its default and was not assigned. So a legacy loop checkpoint
+  without ``convergence`` or an artifact manifest without ``retained_uris`` is written back
+  in its own era's shape. Models built in Python (constructor, ``model_validate`` without the
+  wire context) have no such record and are written in the newest shape, every always-written
+  field present.
+* **Unknown union tags load.** A content block, tool-result content item or ``AgentEvent``
+  whose ``type`` this module does not know becomes a raw variant (:class:`RawContentBlock`,
+  :class:`RawToolResultContent`, :class:`RawAgentEvent`) holding every key as-is, and is
+  written back unchanged.
+* ``LlmConfigData.api_key`` is accepted on input and never written. Input aliases: ``todos``
+  for ``SessionData.tasks``, ``description`` for ``Task.content``, ``auto_parallel`` /
+  ``allow_manual_delegation`` in :class:`AutoDelegationConfig`; a :class:`PermissionRule`
+  may be a bare string and is written as ``{"rule": ...}``.
+* Opaque parts (``tool_use.input``, metadata, details, args, payload, bindings,
+  ``security_config``, structs whose serde attributes were not researched) are plain JSON
+  values (dict/list/str/int/float/bool/None) and keep their key order.
+* ``LlmCostRecord.timestamp`` is the original RFC 3339 string (chrono prints up to 9
+  fractional digits; ``datetime`` keeps 6).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    Strict,
+    Tag,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+# --- serde rule markers ------------------------------------------------------------------
+
+
+class WireRule(enum.Enum):
+    """A serde serialisation rule attached to a field as ``Annotated`` metadata."""
+
+    SKIP_NONE = "skip_serializing_if = Option::is_none"
+    SKIP_EMPTY = "skip_serializing_if = Vec::is_empty (or map is_empty)"
+    SKIP_FALSE = "skip_serializing_if = is_false"
+    SKIP_DEFAULT = "skipped while equal to the field default"
+    NEVER_WRITTEN = "skip_serializing"
+    F32 = "Rust f32: rounded to f32 and printed with f32-shortest digits"
+
+
+SKIP_NONE = WireRule.SKIP_NONE
+SKIP_EMPTY = WireRule.SKIP_EMPTY
+SKIP_FALSE = WireRule.SKIP_FALSE
+SKIP_DEFAULT = WireRule.SKIP_DEFAULT
+NEVER_WRITTEN = WireRule.NEVER_WRITTEN
+F32 = WireRule.F32
+
+#: Validation context that marks a document as read from the wire; ``codec.loads`` passes it.
+WIRE_CONTEXT: dict[str, bool] = {"s3store_wire": True}
+_WIRE_KEY = "s3store_wire"
+
+# Rust integer widths. Strict: serde accepts neither "1" nor 1.0 nor true for an integer.
+U64 = Annotated[int, Strict(), Field(ge=0, le=2**64 - 1)]
+U32 = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+I64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+I32 = Annotated[int, Strict(), Field(ge=-(2**31), le=2**31 - 1)]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+F64 = float
+JsonValue = Any
+"""An opaque JSON value: dict (key order kept), list, str, int, float, bool or None."""
+
+
+class WireMeta:
+    """What the codec needs to re-emit a document in the shape it was read in.
+
+    ``absent``: always-written defaulted fields missing from the input document.
+    ``anchors``: unknown key → the known field it followed in the input (``None``: first).
+    """
+
+    __slots__ = ("absent", "anchors")
+
+    def __init__(
+        self, absent: frozenset[str] | None, anchors: dict[str | None, list[str]] | None
+    ) -> None:
+        self.absent = absent
+        self.anchors = anchors
+
+    def __repr__(self) -> str:
+        return f"WireMeta(absent={self.absent!r}, anchors={self.anchors!r})"
+
+
+def field_rules(info: FieldInfo) -> frozenset[WireRule]:
+    """The :class:`WireRule` markers of a field."""
+    return frozenset(m for m in info.metadata if isinstance(m, WireRule))
+
+
+def wire_key(name: str, info: FieldInfo) -> str:
+    """The JSON key a field is written under."""
+    return info.serialization_alias or info.alias or name
+
+
+def _input_keys(name: str, info: FieldInfo) -> list[str]:
+    keys = [name]
+    if info.alias:
+        keys.append(info.alias)
+    va = info.validation_alias
+    if isinstance(va, str):
+        keys.append(va)
+    elif isinstance(va, AliasChoices):
+        keys.extend(c for c in va.choices if isinstance(c, str))
+    return keys
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: keeps unknown keys and records how a document was shaped."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        validate_by_name=True,
+        validate_by_alias=True,
+        protected_namespaces=(),
+        # Extras must be JSON values; an arbitrary object could not be written anyway.
+        arbitrary_types_allowed=False,
+    )
+
+    # Computed per class in __pydantic_init_subclass__.
+    _s3_era_fields: ClassVar[tuple[str, ...]] = ()
+    _s3_input_keys: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        era: list[str] = []
+        input_keys: dict[str, str] = {}
+        for name, info in cls.model_fields.items():
+            if not info.is_required() and not field_rules(info):
+                era.append(name)
+            for key in _input_keys(name, info):
+                input_keys[key] = name
+        cls._s3_era_fields = tuple(era)
+        cls._s3_input_keys = input_keys
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _s3_record_wire_shape(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        inst = handler(data)
+        if type(data) is not dict:
+            return inst
+        context = info.context
+        if context is None or not context.get(_WIRE_KEY):
+            return inst
+        absent: frozenset[str] | None = None
+        era = cls._s3_era_fields
+        if era:
+            fields_set = inst.__pydantic_fields_set__
+            missing = [name for name in era if name not in fields_set]
+            if missing:
+                absent = frozenset(missing)
+        extra = inst.__pydantic_extra__
+        anchors: dict[str | None, list[str]] | None = None
+        if extra:
+            anchors = {}
+            known = cls._s3_input_keys
+            previous: str | None = None
+            for key in data:
+                field = known.get(key)
+                if field is not None:
+                    previous = field
+                elif key in extra:
+                    anchors.setdefault(previous, []).append(key)
+        if absent is not None or anchors is not None:
+            # Kept in the (undeclared) private slot, only for the few instances that need it:
+            # a declared PrivateAttr would cost a per-instance init on every model loaded.
+            object.__setattr__(
+                inst, "__pydantic_private__", {"_s3_wire": WireMeta(absent, anchors)}
+            )
+        return inst
+
+    def wire_meta(self) -> WireMeta | None:
+        """The recorded input shape (``None`` for models built in Python)."""
+        private = self.__pydantic_private__
+        if private is None:
+            return None
+        meta = private.get("_s3_wire")
+        return meta if isinstance(meta, WireMeta) else None
+
+    def __eq__(self, other: object) -> bool:
+        # Compare values only: the recorded input shape (kept in __pydantic_private__) is not
+        # part of a model's value.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and (self.__pydantic_extra__ or {}) == (other.__pydantic_extra__ or {})
+        )
+
+
+def _tagged(known: dict[str, type[WireModel]], raw: type[WireModel]) -> Callable[[Any], str]:
+    """A pydantic discriminator: ``type=<tag>`` for a known tag, ``type=*`` (raw) otherwise."""
+    class_tags = {cls: f"type={tag}" for tag, cls in known.items()}
+
+    def discriminate(value: Any) -> str:
+        if isinstance(value, dict):
+            tag = value.get("type")
+            if type(tag) is str and tag in known:
+                return "type=" + tag
+            return "type=*"
+        if isinstance(value, WireModel):
+            return class_tags.get(type(value), "type=*")
+        return "type=*"
+
+    return discriminate
+
+
+# --- enums (section 5.8 spellings) -------------------------------------------------------
+
+
+class SessionState(enum.StrEnum):
+    """Session lifecycle state (Rust variant names)."""
+
+    UNKNOWN = "Unknown"
+    ACTIVE = "Active"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    ERROR = "Error"
+
+
+class StorageBackend(enum.StrEnum):
+    """Where a session is stored (lowercase)."""
+
+    MEMORY = "memory"
+    FILE = "file"
+    CUSTOM = "custom"
+
+
+class PlanningMode(enum.StrEnum):
+    """Planning mode (Rust variant names)."""
+
+    AUTO = "Auto"
+    DISABLED = "Disabled"
+    ENABLED = "Enabled"
+
+
+class TaskStatus(enum.StrEnum):
+    """Status of a planning task (snake_case)."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class TaskPriority(enum.StrEnum):
+    """Priority of a planning task (snake_case)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class ToolResultTrustV1(enum.StrEnum):
+    """Trust level of a tool result (snake_case)."""
+
+    TRUSTED = "trusted"
+    WORKSPACE_DATA = "workspace_data"
+    EXTERNAL = "external"
+
+
+class TranscriptVisibility(enum.StrEnum):
+    """Visibility of a message's transcript text (snake_case)."""
+
+    PRODUCT = "product"
+    WIRE = "wire"
+
+
+class PermissionDecision(enum.StrEnum):
+    """Outcome of a permission rule (snake_case)."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ASK = "ask"
+
+
+class TimeoutAction(enum.StrEnum):
+    """What a confirmation timeout does (Rust variant names)."""
+
+    REJECT = "Reject"
+    AUTO_APPROVE = "AutoApprove"
+
+
+class SessionLane(enum.StrEnum):
+    """Queue lane (Rust variant names)."""
+
+    CONTROL = "Control"
+    QUERY = "Query"
+    EXECUTE = "Execute"
+    GENERATE = "Generate"
+
+
+class TaskHandlerMode(enum.StrEnum):
+    """How a lane's tasks are handled (Rust variant names)."""
+
+    INTERNAL = "Internal"
+    EXTERNAL = "External"
+    HYBRID = "Hybrid"
+
+
+class ToolPresentationMode(enum.StrEnum):
+    """Tool presentation mode (snake_case)."""
+
+    ADAPTIVE = "adaptive"
+    DIRECT = "direct"
+    CODE = "code"
+    DISABLED = "disabled"
+
+
+class RunStatus(enum.StrEnum):
+    """Status of a run (snake_case)."""
+
+    CREATED = "created"
+    PLANNING = "planning"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class VerificationStatus(enum.StrEnum):
+    """Status of a verification check or report (snake_case)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"
+    SKIPPED = "skipped"
+
+
+class SubagentStatus(enum.StrEnum):
+    """Status of a subagent task (snake_case)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TraceEventKind(enum.StrEnum):
+    """Kind of a trace event (snake_case)."""
+
+    TOOL_EXECUTION = "tool_execution"
+    PROGRAM_EXECUTION = "program_execution"
+
+
+# --- usage, cost, tasks, llm config (3.3) ------------------------------------------------
+
+
+class ContextUsage(WireModel):
+    """Context-window usage of a session."""
+
+    used_tokens: U64
+    max_tokens: U64
+    percent: Annotated[float, F32]
+    turns: U64
+
+
+class TokenUsage(WireModel):
+    """Token counts of one LLM call or a whole session."""
+
+    prompt_tokens: U64
+    completion_tokens: U64
+    total_tokens: U64
+    cache_read_tokens: U64 | None = None
+    cache_write_tokens: U64 | None = None
+
+
+class LlmCostRecord(WireModel):
+    """Cost of one LLM call; ``timestamp`` is kept as the original RFC 3339 string."""
+
+    model: Str
+    provider: Str
+    prompt_tokens: U64
+    completion_tokens: U64
+    total_tokens: U64
+    cost_usd: F64 | None = None
+    timestamp: Str
+    session_id: Str | None = None
+
+
+class Task(WireModel):
+    """A planning task (``todos`` entry); ``description`` is accepted for ``content``."""
+
+    id: Str
+    content: Str = Field(validation_alias=AliasChoices("content", "description"))
+    status: TaskStatus
+    priority: TaskPriority = TaskPriority.MEDIUM
+    tool: Annotated[Str | None, SKIP_NONE] = None
+    dependencies: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    success_criteria: Annotated[Str | None, SKIP_NONE] = None
+
+
+class LlmConfigData(WireModel):
+    """LLM settings of a session; ``api_key`` is read but never written."""
+
+    provider: Str
+    model: Str
+    api_key: Annotated[Str | None, NEVER_WRITTEN] = Field(default=None, repr=False)
+    base_url: Str | None = None
+
+
+# --- messages (3.4) ----------------------------------------------------------------------
+
+
+class ImageSource(WireModel):
+    """Inline image data of an image block."""
+
+    type: Str
+    media_type: Str
+    data: Str
+
+
+class TextBlock(WireModel):
+    """``{"type": "text"}`` content block."""
+
+    type: Literal["text"] = "text"
+    text: Str
+
+
+class ImageBlock(WireModel):
+    """``{"type": "image"}`` content block."""
+
+    type: Literal["image"] = "image"
+    source: ImageSource
+
+
+class ToolUseBlock(WireModel):
+    """``{"type": "tool_use"}`` content block; ``input`` is an opaque JSON value."""
+
+    type: Literal["tool_use"] = "tool_use"
+    id: Str
+    name: Str
+    input: JsonValue
+
+
+class ToolResultTextContent(WireModel):
+    """``{"type": "text"}`` item of a tool result's content array."""
+
+    type: Literal["text"] = "text"
+    text: Str
+
+
+class ToolResultImageContent(WireModel):
+    """``{"type": "image"}`` item of a tool result's content array."""
+
+    type: Literal["image"] = "image"
+    source: ImageSource
+
+
+class RawToolResultContent(WireModel):
+    """A tool result content item with a ``type`` this module does not know (kept as-is)."""
+
+    type: Str
+
+
+ToolResultContent = Annotated[
+    Annotated[ToolResultTextContent, Tag("type=text")]
+    | Annotated[ToolResultImageContent, Tag("type=image")]
+    | Annotated[RawToolResultContent, Tag("type=*")],
+    Discriminator(
+        _tagged(
+            {"text": ToolResultTextContent, "image": ToolResultImageContent}, RawToolResultContent
+        )
+    ),
+]
+"""Tagged union of tool-result content items."""
+
+ToolResultContentField = Str | list[ToolResultContent]
+"""Untagged: a plain string or an array of :data:`ToolResultContent`."""
+
+
+class ToolResultBlock(WireModel):
+    """``{"type": "tool_result"}`` content block."""
+
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: Str
+    content: ToolResultContentField
+    is_error: Bool | None = None
+    trust: Annotated[ToolResultTrustV1, SKIP_DEFAULT] = ToolResultTrustV1.WORKSPACE_DATA
+    redaction_reviewed: Annotated[Bool, SKIP_FALSE] = False
+
+
+class RawContentBlock(WireModel):
+    """A content block with a ``type`` this module does not know (kept and written as-is)."""
+
+    type: Str
+
+
+ContentBlock = Annotated[
+    Annotated[TextBlock, Tag("type=text")]
+    | Annotated[ImageBlock, Tag("type=image")]
+    | Annotated[ToolUseBlock, Tag("type=tool_use")]
+    | Annotated[ToolResultBlock, Tag("type=tool_result")]
+    | Annotated[RawContentBlock, Tag("type=*")],
+    Discriminator(
+        _tagged(
+            {
+                "text": TextBlock,
+                "image": ImageBlock,
+                "tool_use": ToolUseBlock,
+                "tool_result": ToolResultBlock,
+            },
+            RawContentBlock,
+        )
+    ),
+]
+"""Tagged union (on ``"type"``) of message content blocks."""
+
+
+class Message(WireModel):
+    """One conversation message."""
+
+    role: Str
+    content: list[ContentBlock]
+    reasoning_content: Annotated[Str | None, SKIP_NONE] = None
+    transcript_text: Annotated[Str | None, SKIP_NONE] = None
+    transcript_visibility: Annotated[TranscriptVisibility, SKIP_DEFAULT] = (
+        TranscriptVisibility.PRODUCT
+    )
+
+
+# --- policy objects inside SessionConfig (3.7) -------------------------------------------
+
+
+class LaneHandlerConfig(WireModel):
+    """Handler of one queue lane (snake_case keys, unlike its camelCase parent)."""
+
+    mode: TaskHandlerMode
+    timeout_ms: U64
+
+
+class RetryPolicyConfig(WireModel):
+    """Queue retry policy (camelCase)."""
+
+    strategy: Str
+    max_retries: U32 = Field(default=3, alias="maxRetries")
+    initial_delay_ms: U64 = Field(default=100, alias="initialDelayMs")
+    fixed_delay_ms: U64 | None = Field(default=None, alias="fixedDelayMs")
+
+
+class RateLimitConfig(WireModel):
+    """Queue rate limit (camelCase)."""
+
+    limit_type: Str = Field(alias="limitType")
+    max_operations: U64 | None = Field(default=None, alias="maxOperations")
+
+
+class PriorityBoostConfig(WireModel):
+    """Queue priority boost (camelCase)."""
+
+    strategy: Str
+    deadline_ms: U64 | None = Field(default=None, alias="deadlineMs")
+
+
+class SessionQueueConfig(WireModel):
+    """Per-session command queue settings (camelCase; options written as ``null``).
+
+    The two maps are Rust ``HashMap``s, so their key order on the wire is arbitrary; it is
+    kept as read.
+    """
+
+    control_max_concurrency: U64 = Field(default=4, alias="controlMaxConcurrency")
+    query_max_concurrency: U64 = Field(default=12, alias="queryMaxConcurrency")
+    execute_max_concurrency: U64 = Field(default=4, alias="executeMaxConcurrency")
+    generate_max_concurrency: U64 = Field(default=2, alias="generateMaxConcurrency")
+    lane_handlers: dict[SessionLane, LaneHandlerConfig] = Field(
+        default_factory=dict, alias="laneHandlers"
+    )
+    enable_dlq: Bool = Field(default=False, alias="enableDlq")
+    dlq_max_size: U64 | None = Field(default=None, alias="dlqMaxSize")
+    enable_metrics: Bool = Field(default=False, alias="enableMetrics")
+    enable_alerts: Bool = Field(default=False, alias="enableAlerts")
+    default_timeout_ms: U64 | None = Field(default=None, alias="defaultTimeoutMs")
+    storage_path: Str | None = Field(default=None, alias="storagePath")
+    retry_policy: RetryPolicyConfig | None = Field(default=None, alias="retryPolicy")
+    rate_limit: RateLimitConfig | None = Field(default=None, alias="rateLimit")
+    priority_boost: PriorityBoostConfig | None = Field(default=None, alias="priorityBoost")
+    pressure_threshold: U64 | None = Field(default=None, alias="pressureThreshold")
+    lane_timeouts: dict[SessionLane, U64] = Field(default_factory=dict, alias="laneTimeouts")
+
+
+class ConfirmationPolicy(WireModel):
+    """Human-in-the-loop confirmation policy (all fields required)."""
+
+    enabled: Bool
+    default_timeout_ms: U64
+    timeout_action: TimeoutAction
+    yolo_lanes: list[SessionLane]
+
+
+class PermissionRule(WireModel):
+    """A permission pattern; read from ``"pattern"`` or ``{"rule": "pattern"}``."""
+
+    rule: Str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"rule": data}
+        return data
+
+
+class PermissionPolicy(WireModel):
+    """Allow/deny/ask permission rules."""
+
+    deny: list[PermissionRule] = Field(default_factory=list)
+    allow: list[PermissionRule] = Field(default_factory=list)
+    ask: list[PermissionRule] = Field(default_factory=list)
+    default_decision: PermissionDecision = PermissionDecision.ASK
+    enabled: Bool = True
+
+
+class AutoDelegationConfig(WireModel):
+    """Automatic child-agent delegation (camelCase; snake_case aliases accepted on input)."""
+
+    enabled: Bool = False
+    auto_parallel: Bool = Field(
+        default=True,
+        alias="autoParallel",
+        validation_alias=AliasChoices("autoParallel", "auto_parallel"),
+    )
+    allow_manual_delegation: Bool = Field(
+        default=True,
+        alias="allowManualDelegation",
+        validation_alias=AliasChoices("allowManualDelegation", "allow_manual_delegation"),
+    )
+    min_confidence: Annotated[float, F32] = Field(default=0.72, alias="minConfidence")
+    max_tasks: U64 = Field(default=4, alias="maxTasks")
+
+
+class ToolPresentationProfileV1(WireModel):
+    """How tools are presented to the model (``a3s.code.tool-presentation-profile.v1``)."""
+
+    schema_: Str = Field(default="a3s.code.tool-presentation-profile.v1", alias="schema")
+    mode: ToolPresentationMode = ToolPresentationMode.ADAPTIVE
+
+
+class ToolResultTransformPolicyV1(WireModel):
+    """How large tool results are folded (defaults: the "conservative" policy)."""
+
+    schema_: Str = Field(default="a3s.code.tool-result-transform-policy.v1", alias="schema")
+    max_output_bytes: U64 = 102400
+    head_bytes: U64 = 102400
+    tail_bytes: U64 = 0
+    fold_repeated_lines: Bool = False
+    repeated_line_threshold: U64 = 3
+    structured_sample_items: U64 = 0
+
+
+# --- session (3.1, 3.2) ------------------------------------------------------------------
+
+
+class SessionConfig(WireModel):
+    """Configuration of a session."""
+
+    name: Str
+    workspace: Str
+    system_prompt: Str | None = None
+    max_context_length: U32
+    auto_compact: Bool
+    auto_compact_threshold: Annotated[float, F32] = 0.8
+    storage_type: StorageBackend = StorageBackend.FILE
+    queue_config: Annotated[SessionQueueConfig | None, SKIP_NONE] = None
+    confirmation_policy: Annotated[ConfirmationPolicy | None, SKIP_NONE] = None
+    permission_policy: Annotated[PermissionPolicy | None, SKIP_NONE] = None
+    enforce_active_skill_tool_restrictions: Annotated[Bool, SKIP_FALSE] = False
+    max_parallel_tasks: Annotated[U64 | None, SKIP_NONE] = None
+    auto_delegation: Annotated[AutoDelegationConfig | None, SKIP_NONE] = None
+    parent_id: Annotated[Str | None, SKIP_NONE] = None
+    security_config: Annotated[JsonValue | None, SKIP_NONE] = None
+    planning_mode: PlanningMode = PlanningMode.AUTO
+    goal_tracking: Bool = False
+    tool_presentation_profile: ToolPresentationProfileV1 = Field(
+        default_factory=ToolPresentationProfileV1
+    )
+    tool_result_transform_policy: ToolResultTransformPolicyV1 = Field(
+        default_factory=ToolResultTransformPolicyV1
+    )
+
+
+class SessionData(WireModel):
+    """A whole session: the bare session document of every store era."""
+
+    id: Str
+    config: SessionConfig
+    state: SessionState
+    messages: list[Message]
+    context_usage: ContextUsage
+    total_usage: TokenUsage
+    total_cost: F64 = 0.0
+    model_name: Annotated[Str | None, SKIP_NONE] = None
+    cost_records: list[LlmCostRecord] = Field(default_factory=list)
+    tool_names: list[Str]
+    thinking_enabled: Bool
+    thinking_budget: U64 | None = None
+    created_at: I64
+    updated_at: I64
+    llm_config: Annotated[LlmConfigData | None, SKIP_NONE] = None
+    tasks: list[Task] = Field(default_factory=list, validation_alias=AliasChoices("tasks", "todos"))
+    parent_id: Annotated[Str | None, SKIP_NONE] = None
+    tenant_id: Annotated[Str | None, SKIP_NONE] = None
+    principal: Annotated[Str | None, SKIP_NONE] = None
+    agent_template_id: Annotated[Str | None, SKIP_NONE] = None
+    correlation_id: Annotated[Str | None, SKIP_NONE] = None
+    durable_memory_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    cognitive_package_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    immutable_content_adapter_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+# --- artifacts (3.9) ---------------------------------------------------------------------
+
+
+class ToolArtifact(WireModel):
+    """A stored tool output."""
+
+    artifact_id: Str
+    artifact_uri: Str
+    tool_name: Str
+    content: Str
+    original_bytes: U64
+    shown_bytes: U64
+
+
+class ArtifactStore(WireModel):
+    """The artifact manifest ``artifacts.json`` (``retained_uris`` sorted; absent in 8bf60f34)."""
+
+    artifacts: list[ToolArtifact]
+    retained_uris: list[Str] = Field(default_factory=list)
+
+
+# --- traces, verification (3.6) ----------------------------------------------------------
+
+
+class TraceEvent(WireModel):
+    """One tool or program execution trace (``a3s.trace_event.v1``)."""
+
+    schema_: Str = Field(alias="schema")
+    kind: TraceEventKind
+    name: Str
+    success: Bool
+    exit_code: I32
+    duration_ms: U64
+    output_bytes: U64
+    metadata_keys: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    artifact_uris: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    details: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+class VerificationCheck(WireModel):
+    """One check of a verification report."""
+
+    id: Str
+    kind: Str
+    description: Str
+    status: VerificationStatus
+    required: Bool = False
+    suggested_tools: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    evidence_uris: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    residual_risk: Annotated[Str | None, SKIP_NONE] = None
+
+
+class VerificationReport(WireModel):
+    """A verification report (``a3s.verification_report.v1``)."""
+
+    schema_: Str = Field(alias="schema")
+    subject: Str
+    status: VerificationStatus
+    checks: list[VerificationCheck]
+    residual_risks: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    effect_digest: Annotated[Str | None, SKIP_NONE] = None
+
+
+# --- subagents (3.6) ---------------------------------------------------------------------
+
+
+class SubagentProgressEntry(WireModel):
+    """One progress line of a subagent task."""
+
+    timestamp_ms: U64
+    status: Str
+    metadata: JsonValue
+
+
+class ToolSourceAnchor(WireModel):
+    """A source location observed by a child tool call (newest versions only)."""
+
+    tool: Str
+    url_or_path: Str
+
+
+class SubagentTaskSnapshot(WireModel):
+    """State of one delegated subagent task."""
+
+    task_id: Str
+    parent_session_id: Str
+    child_session_id: Str
+    agent: Str
+    description: Str
+    status: SubagentStatus
+    started_ms: U64
+    updated_ms: U64
+    finished_ms: Annotated[U64 | None, SKIP_NONE] = None
+    output: Annotated[Str | None, SKIP_NONE] = None
+    success: Annotated[Bool | None, SKIP_NONE] = None
+    progress: list[SubagentProgressEntry]
+    # Serde attributes and position not confirmed upstream (WIRE_FORMAT open question 3).
+    source_anchors: Annotated[list[ToolSourceAnchor], SKIP_EMPTY] = Field(default_factory=list)
+
+
+# --- agent events (3.6, agent.rs @0043844f) ----------------------------------------------
+
+
+class AgentStartEvent(WireModel):
+    """``agent_start``."""
+
+    type: Literal["agent_start"] = "agent_start"
+    prompt: Str
+
+
+class AgentModeChangedEvent(WireModel):
+    """``agent_mode_changed``."""
+
+    type: Literal["agent_mode_changed"] = "agent_mode_changed"
+    mode: Str
+    agent: Str
+    description: Str
+
+
+class TurnStartEvent(WireModel):
+    """``turn_start``."""
+
+    type: Literal["turn_start"] = "turn_start"
+    turn: U64
+
+
+class TextDeltaEvent(WireModel):
+    """``text_delta``."""
+
+    type: Literal["text_delta"] = "text_delta"
+    text: Str
+
+
+class ReasoningDeltaEvent(WireModel):
+    """``reasoning_delta``."""
+
+    type: Literal["reasoning_delta"] = "reasoning_delta"
+    text: Str
+
+
+class ToolStartEvent(WireModel):
+    """``tool_start``."""
+
+    type: Literal["tool_start"] = "tool_start"
+    id: Str
+    name: Str
+
+
+class ToolInputDeltaEvent(WireModel):
+    """``tool_input_delta``."""
+
+    type: Literal["tool_input_delta"] = "tool_input_delta"
+    delta: Str
+
+
+class ToolEndEvent(WireModel):
+    """``tool_end``; ``error_kind`` (ToolErrorKind) is opaque."""
+
+    type: Literal["tool_end"] = "tool_end"
+    id: Str
+    name: Str
+    output: Str
+    exit_code: I32
+    metadata: Annotated[JsonValue | None, SKIP_NONE] = None
+    error_kind: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+class ToolOutputDeltaEvent(WireModel):
+    """``tool_output_delta``."""
+
+    type: Literal["tool_output_delta"] = "tool_output_delta"
+    id: Str
+    name: Str
+    delta: Str
+
+
+class TurnEndEvent(WireModel):
+    """``turn_end``."""
+
+    type: Literal["turn_end"] = "turn_end"
+    turn: U64
+    usage: TokenUsage
+
+
+class AgentEndEvent(WireModel):
+    """``agent_end``; ``verification_summary`` and ``meta`` are opaque."""
+
+    type: Literal["agent_end"] = "agent_end"
+    text: Str
+    usage: TokenUsage
+    verification_summary: JsonValue
+    meta: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+class ErrorEvent(WireModel):
+    """``error``."""
+
+    type: Literal["error"] = "error"
+    message: Str
+
+
+class ConfirmationRequiredEvent(WireModel):
+    """``confirmation_required``."""
+
+    type: Literal["confirmation_required"] = "confirmation_required"
+    tool_id: Str
+    tool_name: Str
+    args: JsonValue
+    timeout_ms: U64
+
+
+class ConfirmationReceivedEvent(WireModel):
+    """``confirmation_received``."""
+
+    type: Literal["confirmation_received"] = "confirmation_received"
+    tool_id: Str
+    approved: Bool
+    reason: Str | None = None
+
+
+class ConfirmationTimeoutEvent(WireModel):
+    """``confirmation_timeout``."""
+
+    type: Literal["confirmation_timeout"] = "confirmation_timeout"
+    tool_id: Str
+    action_taken: Str
+
+
+class ExternalTaskPendingEvent(WireModel):
+    """``external_task_pending``."""
+
+    type: Literal["external_task_pending"] = "external_task_pending"
+    task_id: Str
+    session_id: Str
+    lane: SessionLane
+    command_type: Str
+    payload: JsonValue
+    timeout_ms: U64
+
+
+class ExternalTaskCompletedEvent(WireModel):
+    """``external_task_completed``."""
+
+    type: Literal["external_task_completed"] = "external_task_completed"
+    task_id: Str
+    session_id: Str
+    success: Bool
+
+
+class PermissionDeniedEvent(WireModel):
+    """``permission_denied``."""
+
+    type: Literal["permission_denied"] = "permission_denied"
+    tool_id: Str
+    tool_name: Str
+    args: JsonValue
+    reason: Str
+
+
+class ContextResolvingEvent(WireModel):
+    """``context_resolving``."""
+
+    type: Literal["context_resolving"] = "context_resolving"
+    providers: list[Str]
+
+
+class ContextResolvedEvent(WireModel):
+    """``context_resolved``."""
+
+    type: Literal["context_resolved"] = "context_resolved"
+    total_items: U64
+    total_tokens: U64
+
+
+class CommandDeadLetteredEvent(WireModel):
+    """``command_dead_lettered``."""
+
+    type: Literal["command_dead_lettered"] = "command_dead_lettered"
+    command_id: Str
+    command_type: Str
+    lane: Str
+    error: Str
+    attempts: U32
+
+
+class CommandRetryEvent(WireModel):
+    """``command_retry``."""
+
+    type: Literal["command_retry"] = "command_retry"
+    command_id: Str
+    command_type: Str
+    lane: Str
+    attempt: U32
+    delay_ms: U64
+
+
+class QueueAlertEvent(WireModel):
+    """``queue_alert``."""
+
+    type: Literal["queue_alert"] = "queue_alert"
+    level: Str
+    alert_type: Str
+    message: Str
+
+
+class TaskUpdatedEvent(WireModel):
+    """``task_updated``."""
+
+    type: Literal["task_updated"] = "task_updated"
+    session_id: Str
+    tasks: list[Task]
+
+
+class MemoryStoredEvent(WireModel):
+    """``memory_stored`` (``importance`` is an f32)."""
+
+    type: Literal["memory_stored"] = "memory_stored"
+    memory_id: Str
+    memory_type: Str
+    importance: Annotated[float, F32]
+    tags: list[Str]
+
+
+class MemoryRecalledEvent(WireModel):
+    """``memory_recalled`` (``relevance`` is an f32)."""
+
+    type: Literal["memory_recalled"] = "memory_recalled"
+    memory_id: Str
+    content: Str
+    relevance: Annotated[float, F32]
+
+
+class MemoriesSearchedEvent(WireModel):
+    """``memories_searched``."""
+
+    type: Literal["memories_searched"] = "memories_searched"
+    query: Str | None = None
+    tags: list[Str]
+    result_count: U64
+
+
+class MemoryClearedEvent(WireModel):
+    """``memory_cleared``."""
+
+    type: Literal["memory_cleared"] = "memory_cleared"
+    tier: Str
+    count: U64
+
+
+class SubagentStartEvent(WireModel):
+    """``subagent_start``."""
+
+    type: Literal["subagent_start"] = "subagent_start"
+    task_id: Str
+    session_id: Str
+    parent_session_id: Str
+    agent: Str
+    description: Str
+
+
+class SubagentProgressEvent(WireModel):
+    """``subagent_progress``."""
+
+    type: Literal["subagent_progress"] = "subagent_progress"
+    task_id: Str
+    session_id: Str
+    status: Str
+    metadata: JsonValue
+
+
+class SubagentEndEvent(WireModel):
+    """``subagent_end``."""
+
+    type: Literal["subagent_end"] = "subagent_end"
+    task_id: Str
+    session_id: Str
+    agent: Str
+    output: Str
+    success: Bool
+
+
+class PlanningStartEvent(WireModel):
+    """``planning_start``."""
+
+    type: Literal["planning_start"] = "planning_start"
+    prompt: Str
+
+
+class PlanningEndEvent(WireModel):
+    """``planning_end``; ``plan`` (ExecutionPlan) is opaque."""
+
+    type: Literal["planning_end"] = "planning_end"
+    plan: JsonValue
+    estimated_steps: U64
+
+
+class StepStartEvent(WireModel):
+    """``step_start``."""
+
+    type: Literal["step_start"] = "step_start"
+    step_id: Str
+    description: Str
+    step_number: U64
+    total_steps: U64
+
+
+class StepEndEvent(WireModel):
+    """``step_end``."""
+
+    type: Literal["step_end"] = "step_end"
+    step_id: Str
+    status: TaskStatus
+    step_number: U64
+    total_steps: U64
+
+
+class GoalExtractedEvent(WireModel):
+    """``goal_extracted``; ``goal`` (AgentGoal) is opaque."""
+
+    type: Literal["goal_extracted"] = "goal_extracted"
+    goal: JsonValue
+
+
+class GoalProgressEvent(WireModel):
+    """``goal_progress`` (``progress`` is an f32)."""
+
+    type: Literal["goal_progress"] = "goal_progress"
+    goal: Str
+    progress: Annotated[float, F32]
+    completed_steps: U64
+    total_steps: U64
+
+
+class GoalAchievedEvent(WireModel):
+    """``goal_achieved``."""
+
+    type: Literal["goal_achieved"] = "goal_achieved"
+    goal: Str
+    total_steps: U64
+    duration_ms: I64
+
+
+class ContextCompactedEvent(WireModel):
+    """``context_compacted`` (``percent_before`` is an f32)."""
+
+    type: Literal["context_compacted"] = "context_compacted"
+    session_id: Str
+    before_messages: U64
+    after_messages: U64
+    percent_before: Annotated[float, F32]
+
+
+class PersistenceFailedEvent(WireModel):
+    """``persistence_failed``."""
+
+    type: Literal["persistence_failed"] = "persistence_failed"
+    session_id: Str
+    operation: Str
+    error: Str
+
+
+class BudgetThresholdHitEvent(WireModel):
+    """``budget_threshold_hit`` (``consumed`` and ``limit`` are f64)."""
+
+    type: Literal["budget_threshold_hit"] = "budget_threshold_hit"
+    resource: Str
+    kind: Str
+    consumed: F64
+    limit: F64
+    message: Annotated[Str | None, SKIP_NONE] = None
+
+
+class PassivationRequestedEvent(WireModel):
+    """``passivation_requested``."""
+
+    type: Literal["passivation_requested"] = "passivation_requested"
+    reason: Str
+    deadline_ms: Annotated[U64 | None, SKIP_NONE] = None
+
+
+class PeerInvocationEvent(WireModel):
+    """``peer_invocation``."""
+
+    type: Literal["peer_invocation"] = "peer_invocation"
+    from_session_id: Str
+    from_tenant_id: Annotated[Str | None, SKIP_NONE] = None
+    correlation_id: Annotated[Str | None, SKIP_NONE] = None
+
+
+class RawAgentEvent(WireModel):
+    """An agent event with a ``type`` this module does not know (kept and written as-is)."""
+
+    type: Str
+
+
+_AGENT_EVENT_CLASSES: tuple[type[WireModel], ...] = (
+    AgentStartEvent,
+    AgentModeChangedEvent,
+    TurnStartEvent,
+    TextDeltaEvent,
+    ReasoningDeltaEvent,
+    ToolStartEvent,
+    ToolInputDeltaEvent,
+    ToolEndEvent,
+    ToolOutputDeltaEvent,
+    TurnEndEvent,
+    AgentEndEvent,
+    ErrorEvent,
+    ConfirmationRequiredEvent,
+    ConfirmationReceivedEvent,
+    ConfirmationTimeoutEvent,
+    ExternalTaskPendingEvent,
+    ExternalTaskCompletedEvent,
+    PermissionDeniedEvent,
+    ContextResolvingEvent,
+    ContextResolvedEvent,
+    CommandDeadLetteredEvent,
+    CommandRetryEvent,
+    QueueAlertEvent,
+    TaskUpdatedEvent,
+    MemoryStoredEvent,
+    MemoryRecalledEvent,
+    MemoriesSearchedEvent,
+    MemoryClearedEvent,
+    SubagentStartEvent,
+    SubagentProgressEvent,
+    SubagentEndEvent,
+    PlanningStartEvent,
+    PlanningEndEvent,
+    StepStartEvent,
+    StepEndEvent,
+    GoalExtractedEvent,
+    GoalProgressEvent,
+    GoalAchievedEvent,
+    ContextCompactedEvent,
+    PersistenceFailedEvent,
+    BudgetThresholdHitEvent,
+    PassivationRequestedEvent,
+    PeerInvocationEvent,
+)
+
+#: Known ``AgentEvent`` tags → model class.
+AGENT_EVENT_TYPES: dict[str, type[WireModel]] = {
+    cls.model_fields["type"].default: cls for cls in _AGENT_EVENT_CLASSES
+}
+
+AgentEvent = Annotated[
+    Annotated[AgentStartEvent, Tag("type=agent_start")]
+    | Annotated[AgentModeChangedEvent, Tag("type=agent_mode_changed")]
+    | Annotated[TurnStartEvent, Tag("type=turn_start")]
+    | Annotated[TextDeltaEvent, Tag("type=text_delta")]
+    | Annotated[ReasoningDeltaEvent, Tag("type=reasoning_delta")]
+    | Annotated[ToolStartEvent, Tag("type=tool_start")]
+    | Annotated[ToolInputDeltaEvent, Tag("type=tool_input_delta")]
+    | Annotated[ToolEndEvent, Tag("type=tool_end")]
+    | Annotated[ToolOutputDeltaEvent, Tag("type=tool_output_delta")]
+    | Annotated[TurnEndEvent, Tag("type=turn_end")]
+    | Annotated[AgentEndEvent, Tag("type=agent_end")]
+    | Annotated[ErrorEvent, Tag("type=error")]
+    | Annotated[ConfirmationRequiredEvent, Tag("type=confirmation_required")]
+    | Annotated[ConfirmationReceivedEvent, Tag("type=confirmation_received")]
+    | Annotated[ConfirmationTimeoutEvent, Tag("type=confirmation_timeout")]
+    | Annotated[ExternalTaskPendingEvent, Tag("type=external_task_pending")]
+    | Annotated[ExternalTaskCompletedEvent, Tag("type=external_task_completed")]
+    | Annotated[PermissionDeniedEvent, Tag("type=permission_denied")]
+    | Annotated[ContextResolvingEvent, Tag("type=context_resolving")]
+    | Annotated[ContextResolvedEvent, Tag("type=context_resolved")]
+    | Annotated[CommandDeadLetteredEvent, Tag("type=command_dead_lettered")]
+    | Annotated[CommandRetryEvent, Tag("type=command_retry")]
+    | Annotated[QueueAlertEvent, Tag("type=queue_alert")]
+    | Annotated[TaskUpdatedEvent, Tag("type=task_updated")]
+    | Annotated[MemoryStoredEvent, Tag("type=memory_stored")]
+    | Annotated[MemoryRecalledEvent, Tag("type=memory_recalled")]
+    | Annotated[MemoriesSearchedEvent, Tag("type=memories_searched")]
+    | Annotated[MemoryClearedEvent, Tag("type=memory_cleared")]
+    | Annotated[SubagentStartEvent, Tag("type=subagent_start")]
+    | Annotated[SubagentProgressEvent, Tag("type=subagent_progress")]
+    | Annotated[SubagentEndEvent, Tag("type=subagent_end")]
+    | Annotated[PlanningStartEvent, Tag("type=planning_start")]
+    | Annotated[PlanningEndEvent, Tag("type=planning_end")]
+    | Annotated[StepStartEvent, Tag("type=step_start")]
+    | Annotated[StepEndEvent, Tag("type=step_end")]
+    | Annotated[GoalExtractedEvent, Tag("type=goal_extracted")]
+    | Annotated[GoalProgressEvent, Tag("type=goal_progress")]
+    | Annotated[GoalAchievedEvent, Tag("type=goal_achieved")]
+    | Annotated[ContextCompactedEvent, Tag("type=context_compacted")]
+    | Annotated[PersistenceFailedEvent, Tag("type=persistence_failed")]
+    | Annotated[BudgetThresholdHitEvent, Tag("type=budget_threshold_hit")]
+    | Annotated[PassivationRequestedEvent, Tag("type=passivation_requested")]
+    | Annotated[PeerInvocationEvent, Tag("type=peer_invocation")]
+    | Annotated[RawAgentEvent, Tag("type=*")],
+    Discriminator(_tagged(AGENT_EVENT_TYPES, RawAgentEvent)),
+]
+"""Tagged union (on ``"type"``) of agent events; unknown tags load as :class:`RawAgentEvent`."""
+
+
+# --- runs (3.6) --------------------------------------------------------------------------
+
+
+class RunSnapshot(WireModel):
+    """Summary state of one run."""
+
+    id: Str
+    session_id: Str
+    status: RunStatus
+    prompt: Str
+    cognitive_package_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    capability_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    created_at_ms: U64
+    updated_at_ms: U64
+    result_text: Annotated[Str | None, SKIP_NONE] = None
+    error: Annotated[Str | None, SKIP_NONE] = None
+    event_count: U64
+    workspace_change_set: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+class RunEventRecord(WireModel):
+    """One retained event of a run."""
+
+    sequence: U64
+    timestamp_ms: U64
+    event: AgentEvent
+
+
+class RunRecord(WireModel):
+    """A run and its retained events."""
+
+    snapshot: RunSnapshot
+    events: list[RunEventRecord]
+
+
+# --- checkpoints (3.5) -------------------------------------------------------------------
+
+
+class LoopConvergenceState(WireModel):
+    """Loop-convergence guard state of a checkpoint (every field defaulted)."""
+
+    parse_error_count: U32 = 0
+    continuation_count: U32 = 0
+    reasoning_only_repair_count: U32 = 0
+    recent_tool_signatures: list[Str] = Field(default_factory=list)
+    guarded_duplicate_signature: Annotated[Str | None, SKIP_NONE] = None
+    guarded_duplicate_count: U32 = 0
+    last_incomplete_response_hash: Annotated[Str | None, SKIP_NONE] = None
+    incomplete_response_stalled: Bool = False
+    gate_continuation_count: Annotated[U32, SKIP_DEFAULT] = 0
+    # MutationLedger: opaque; Rust skips it at its default, so a present value is written.
+    mutations: Annotated[JsonValue | None, SKIP_NONE] = None
+    open_observations: Annotated[list[JsonValue], SKIP_EMPTY] = Field(default_factory=list)
+    verifier_spent: Annotated[Bool, SKIP_FALSE] = False
+    next_turn_is_verifier: Annotated[Bool, SKIP_FALSE] = False
+    workspace_watch_bound: Annotated[Bool, SKIP_FALSE] = False
+    workspace_porcelain: Annotated[list[Str] | None, SKIP_NONE] = None
+    workspace_head: Annotated[Str | None, SKIP_NONE] = None
+    workspace_stamps: Annotated[list[JsonValue], SKIP_EMPTY] = Field(default_factory=list)
+
+
+class LoopCheckpoint(WireModel):
+    """Resumable state of an agent loop run (one document per run id)."""
+
+    schema_version: U32 = 0
+    run_id: Str
+    session_id: Str
+    capability_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    turn: U64
+    messages: list[Message]
+    total_usage: TokenUsage
+    tool_calls_count: U64
+    verification_reports: list[VerificationReport] = Field(default_factory=list)
+    convergence: LoopConvergenceState = Field(default_factory=LoopConvergenceState)
+    checkpoint_ms: U64
+
+
+class WorkflowStepCheckpoint(WireModel):
+    """One finished step of a workflow; ``outcome`` (StepOutcome) is opaque."""
+
+    task_id: Str
+    outcome: JsonValue
+    result_receipt: Annotated[JsonValue | None, SKIP_NONE] = None
+
+
+class WorkflowCheckpoint(WireModel):
+    """Resumable state of a workflow (one document per workflow id)."""
+
+    schema_version: U32 = 0
+    workflow_id: Str
+    steps: list[WorkflowStepCheckpoint]
+    checkpoint_ms: U64
+
+
+# --- snapshot, lease (2.6) ---------------------------------------------------------------
+
+
+class SessionSnapshotV1(WireModel):
+    """A session with every fragment, committed as one document (eras D–F)."""
+
+    schema_version: U32
+    session: SessionData
+    artifacts: list[ToolArtifact] = Field(default_factory=list)
+    retained_artifact_uris: list[Str] = Field(default_factory=list)
+    trace_events: list[TraceEvent] = Field(default_factory=list)
+    run_records: list[RunRecord] = Field(default_factory=list)
+    verification_reports: list[VerificationReport] = Field(default_factory=list)
+    subagent_tasks: list[SubagentTaskSnapshot] = Field(default_factory=list)
+
+
+class WriterLease(WireModel):
+    """The writer lease ``writer_lease.json`` (camelCase)."""
+
+    schema_: Str = Field(alias="schema")
+    epoch: U64
+    holder_id: Str = Field(alias="holderId")
+    acquired_at_ms: U64 = Field(alias="acquiredAtMs")
+
+
+__all__ = [
+    "AGENT_EVENT_TYPES",
+    "F32",
+    "NEVER_WRITTEN",
+    "SKIP_DEFAULT",
+    "SKIP_EMPTY",
+    "SKIP_FALSE",
+    "SKIP_NONE",
+    "WIRE_CONTEXT",
+    "AgentEndEvent",
+    "AgentEvent",
+    "AgentModeChangedEvent",
+    "AgentStartEvent",
+    "ArtifactStore",
+    "AutoDelegationConfig",
+    "BudgetThresholdHitEvent",
+    "CommandDeadLetteredEvent",
+    "CommandRetryEvent",
+    "ConfirmationPolicy",
+    "ConfirmationReceivedEvent",
+    "ConfirmationRequiredEvent",
+    "ConfirmationTimeoutEvent",
+    "ContentBlock",
+    "ContextCompactedEvent",
+    "ContextResolvedEvent",
+    "ContextResolvingEvent",
+    "ContextUsage",
+    "ErrorEvent",
+    "ExternalTaskCompletedEvent",
+    "ExternalTaskPendingEvent",
+    "GoalAchievedEvent",
+    "GoalExtractedEvent",
+    "GoalProgressEvent",
+    "ImageBlock",
+    "ImageSource",
+    "LaneHandlerConfig",
+    "LlmConfigData",
+    "LlmCostRecord",
+    "LoopCheckpoint",
+    "LoopConvergenceState",
+    "MemoriesSearchedEvent",
+    "MemoryClearedEvent",
+    "MemoryRecalledEvent",
+    "MemoryStoredEvent",
+    "Message",
+    "PassivationRequestedEvent",
+    "PeerInvocationEvent",
+    "PermissionDecision",
+    "PermissionDeniedEvent",
+    "PermissionPolicy",
+    "PermissionRule",
+    "PersistenceFailedEvent",
+    "PlanningEndEvent",
+    "PlanningMode",
+    "PlanningStartEvent",
+    "PriorityBoostConfig",
+    "QueueAlertEvent",
+    "RateLimitConfig",
+    "RawAgentEvent",
+    "RawContentBlock",
+    "RawToolResultContent",
+    "ReasoningDeltaEvent",
+    "RetryPolicyConfig",
+    "RunEventRecord",
+    "RunRecord",
+    "RunSnapshot",
+    "RunStatus",
+    "SessionConfig",
+    "SessionData",
+    "SessionLane",
+    "SessionQueueConfig",
+    "SessionSnapshotV1",
+    "SessionState",
+    "StepEndEvent",
+    "StepStartEvent",
+    "StorageBackend",
+    "SubagentEndEvent",
+    "SubagentProgressEntry",
+    "SubagentProgressEvent",
+    "SubagentStartEvent",
+    "SubagentStatus",
+    "SubagentTaskSnapshot",
+    "Task",
+    "TaskHandlerMode",
+    "TaskPriority",
+    "TaskStatus",
+    "TaskUpdatedEvent",
+    "TextBlock",
+    "TextDeltaEvent",
+    "TimeoutAction",
+    "TokenUsage",
+    "ToolArtifact",
+    "ToolEndEvent",
+    "ToolInputDeltaEvent",
+    "ToolOutputDeltaEvent",
+    "ToolPresentationMode",
+    "ToolPresentationProfileV1",
+    "ToolResultBlock",
+    "ToolResultContent",
+    "ToolResultContentField",
+    "ToolResultImageContent",
+    "ToolResultTextContent",
+    "ToolResultTransformPolicyV1",
+    "ToolResultTrustV1",
+    "ToolSourceAnchor",
+    "ToolStartEvent",
+    "ToolUseBlock",
+    "TraceEvent",
+    "TraceEventKind",
+    "TranscriptVisibility",
+    "TurnEndEvent",
+    "TurnStartEvent",
+    "VerificationCheck",
+    "VerificationReport",
+    "VerificationStatus",
+    "WireMeta",
+    "WireModel",
+    "WireRule",
+    "WorkflowCheckpoint",
+    "WorkflowStepCheckpoint",
+    "WriterLease",
+    "field_rules",
+    "wire_key",
+]
