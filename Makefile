@@ -38,6 +38,22 @@ test-fast: install
 demo: install
 	$(BIN)/s3store demo
 
+# LocalStack on the host (no Docker): its own Python 3.13 venv, S3 only, 127.0.0.1 only.
+localstack:
+	bash localstack/hostmode.sh start
+
+localstack-stop:
+	bash localstack/hostmode.sh stop
+
+# The conformance and concurrency suites (async and sync) against LocalStack. Fails with one
+# clear line if LocalStack cannot be installed; always stops what it started.
+LOCALSTACK_PORT ?= 4566
+test-localstack: install
+	bash localstack/hostmode.sh start
+	S3STORE_TEST_BACKENDS=localstack LOCALSTACK_ENDPOINT=http://127.0.0.1:$(LOCALSTACK_PORT) \
+		$(BIN)/pytest tests/_async tests/_sync tests/test_concurrency.py -p no:cacheprovider; \
+		status=$$?; bash localstack/hostmode.sh stop; exit $$status
+
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet -e '.[dev]'
@@ -45,4 +61,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-localstack .localstack .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -74,6 +74,7 @@ class AsyncLease:
         self._session_etag: str | None = None
         self._renewer: AsyncPeriodic | None = None
         self._lost: LeaseLostError | None = None
+        self.renewals = 0
 
     def __repr__(self) -> str:
         return f"AsyncLease(id={self.id!r}, holder={self.holder!r}, epoch={self.epoch})"
@@ -204,6 +205,7 @@ class AsyncLease:
             await self._check_still_held(exc)
             raise
         self._etag = result.etag
+        self.renewals += 1
 
     def start_renewing(self) -> None:
         """Renew every ttl/3 in the background until released."""

@@ -75,6 +75,7 @@ class Lease:
         self._session_etag: str | None = None
         self._renewer: Periodic | None = None
         self._lost: LeaseLostError | None = None
+        self.renewals = 0
 
     def __repr__(self) -> str:
         return f"Lease(id={self.id!r}, holder={self.holder!r}, epoch={self.epoch})"
@@ -205,6 +206,7 @@ class Lease:
             self._check_still_held(exc)
             raise
         self._etag = result.etag
+        self.renewals += 1
 
     def start_renewing(self) -> None:
         """Renew every ttl/3 in the background until released."""

@@ -626,6 +626,27 @@ async def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: st
         assert loaded.model_extra["s3store_fence"] == {"holder": "worker-b", "epoch": 2}
 
 
+async def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> None:
+    async with (
+        AsyncS3SessionStore(**backend.store_kwargs(prefix)) as first,
+        AsyncS3SessionStore(**backend.store_kwargs(prefix)) as second,
+    ):
+        async with first.lease("s1", holder="worker-a", ttl=0.6) as held:
+            # Outlive the ttl several times over, renewing in the background.
+            for _ in range(200):
+                if held.renewals >= 8:
+                    break
+                await asleep(0.05)
+            assert held.renewals >= 8
+            with pytest.raises(LeaseHeldError):
+                async with second.lease("s1", holder="worker-b", ttl=0.6, renew=False):
+                    pass
+            await first.save(helpers.session("s1"), lease=held)
+        # Released on exit: the next holder gets it at once, as a fresh lease.
+        async with second.lease("s1", holder="worker-b", ttl=5, renew=False) as next_lease:
+            assert next_lease.epoch == 1
+
+
 async def _acquire_when_expired(store: AsyncS3SessionStore, id: str, *, holder: str) -> AsyncLease:
     """Retry acquisition until the server's clock says the old lease expired."""
     for _ in range(100):

@@ -627,6 +627,27 @@ def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: str) -> 
         assert loaded.model_extra["s3store_fence"] == {"holder": "worker-b", "epoch": 2}
 
 
+def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> None:
+    with (
+        S3SessionStore(**backend.store_kwargs(prefix)) as first,
+        S3SessionStore(**backend.store_kwargs(prefix)) as second,
+    ):
+        with first.lease("s1", holder="worker-a", ttl=0.6) as held:
+            # Outlive the ttl several times over, renewing in the background.
+            for _ in range(200):
+                if held.renewals >= 8:
+                    break
+                sleep(0.05)
+            assert held.renewals >= 8
+            with pytest.raises(LeaseHeldError):
+                with second.lease("s1", holder="worker-b", ttl=0.6, renew=False):
+                    pass
+            first.save(helpers.session("s1"), lease=held)
+        # Released on exit: the next holder gets it at once, as a fresh lease.
+        with second.lease("s1", holder="worker-b", ttl=5, renew=False) as next_lease:
+            assert next_lease.epoch == 1
+
+
 def _acquire_when_expired(store: S3SessionStore, id: str, *, holder: str) -> Lease:
     """Retry acquisition until the server's clock says the old lease expired."""
     for _ in range(100):
