@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from s3store.errors import (
     AlreadyExistsError,
     BucketNotFoundError,
+    ObjectNotFoundError,
     PreconditionFailedError,
     UnsupportedBackendError,
 )
@@ -63,6 +65,7 @@ class MemoryBackend:
         self._buckets: dict[str, dict[str, _Stored]] = {}
         self._sorted: dict[str, list[str]] = {}
         self._versions = 0
+        self._uploads: dict[str, tuple[str, str, dict[int, bytes]]] = {}
 
     # -- buckets -------------------------------------------------------------------------
 
@@ -163,15 +166,52 @@ class MemoryBackend:
                     status=412,
                 )
 
-    def put_multipart(
-        self, bucket: str, key: str, parts: list[bytes], *, if_none_match: bool = False
+    def create_multipart(self, bucket: str, key: str) -> str:
+        """Start a multipart upload."""
+        with self._lock:
+            self._objects(bucket)
+            upload_id = uuid.uuid4().hex
+            self._uploads[upload_id] = (bucket, key, {})
+            return upload_id
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """Store one part; returns its ETag."""
+        with self._lock:
+            parts = self._upload(bucket, key, upload_id)
+            parts[number] = bytes(body)
+            return md5_etag(body)
+
+    def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, etags: list[str], *, if_none_match: bool
     ) -> PutResult:
-        """Complete a multipart upload of ``parts`` (condition checked at completion)."""
+        """Assemble the parts (condition checked here); the ETag is S3's ``<md5>-<n>``."""
+        with self._lock:
+            parts = self._upload(bucket, key, upload_id)
+            ordered = [parts[n] for n in range(1, len(etags) + 1)]
         digest = hashlib.md5(usedforsecurity=False)
-        for part in parts:
+        for part in ordered:
             digest.update(hashlib.md5(part, usedforsecurity=False).digest())
-        etag = f'"{digest.hexdigest()}-{len(parts)}"'
-        return self.put(bucket, key, b"".join(parts), if_none_match=if_none_match, etag=etag)
+        etag = f'"{digest.hexdigest()}-{len(ordered)}"'
+        result = self.put(bucket, key, b"".join(ordered), if_none_match=if_none_match, etag=etag)
+        with self._lock:
+            self._uploads.pop(upload_id, None)
+        return result
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop an upload's parts."""
+        with self._lock:
+            self._uploads.pop(upload_id, None)
+
+    def _upload(self, bucket: str, key: str, upload_id: str) -> dict[int, bytes]:
+        found = self._uploads.get(upload_id)
+        if found is None or found[:2] != (bucket, key):
+            raise ObjectNotFoundError("no such multipart upload", bucket=bucket, key=key)
+        return found[2]
+
+    def open_uploads(self) -> int:
+        """Multipart uploads started and neither completed nor aborted (for tests)."""
+        with self._lock:
+            return len(self._uploads)
 
     def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
         """Delete ``key`` (missing is fine unless ``if_match`` is given)."""

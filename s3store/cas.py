@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,20 +83,33 @@ class SplitManifest:
 
 
 def split_artifacts(store: ArtifactStore, *, inline_threshold: int) -> SplitManifest:
-    """Turn an ArtifactStore into a manifest with blob references plus the blob bodies."""
-    tree = json.loads(codec.dumps(store))
+    """Turn an ArtifactStore into a manifest with blob references plus the blob bodies.
+
+    Large contents are never JSON-encoded: each is swapped for a unique placeholder before
+    the manifest is serialised, and the placeholder's text is then replaced by the reference.
+    """
     blobs: dict[str, bytes] = {}
-    for artifact in tree.get("artifacts", []):
-        content = artifact.get("content")
-        if not isinstance(content, str):
-            continue
-        data = content.encode("utf-8")
+    refs: dict[str, BlobRef] = {}
+    nonce = uuid.uuid4().hex
+    artifacts = []
+    for index, artifact in enumerate(store.artifacts):
+        data = artifact.content.encode("utf-8")
         if len(data) < inline_threshold:
+            artifacts.append(artifact)
             continue
         digest = blake3_hex(data)
         blobs[digest] = data
-        artifact["content"] = BlobRef(digest=digest, size=len(data)).to_json()
-    return SplitManifest(manifest=codec.dumps(tree), blobs=blobs)
+        placeholder = f"s3store-blob-ref-{nonce}-{index}"
+        refs[placeholder] = BlobRef(digest=digest, size=len(data))
+        artifacts.append(artifact.model_copy(update={"content": placeholder}))
+    if not refs:
+        return SplitManifest(manifest=codec.dumps(store), blobs=blobs)
+    text = codec.dumps(store.model_copy(update={"artifacts": artifacts})).decode("utf-8")
+    for placeholder, ref in refs.items():
+        # The content value sits at a fixed depth: artifacts[i].content, 6 spaces in.
+        rendered = codec.dumps(ref.to_json()).decode("utf-8").replace("\n", "\n      ")
+        text = text.replace(f'"{placeholder}"', rendered, 1)
+    return SplitManifest(manifest=text.encode("utf-8"), blobs=blobs)
 
 
 @dataclass(frozen=True)
@@ -144,4 +158,5 @@ def join_artifacts(
                 f"blob {ref.digest} referenced by {source} is not UTF-8: {exc}", source=source
             ) from None
         tree["artifacts"][index]["content"] = text
-    return codec.loads(ArtifactStore, codec.dumps(tree), source=source)
+    loaded: ArtifactStore = codec.from_value(ArtifactStore, tree, source=source)
+    return loaded

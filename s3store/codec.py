@@ -472,7 +472,20 @@ def loads(
         )
     if not raw.strip():
         raise DocumentError(f"{what}empty document", source=source, errors=[("", "empty")])
-    doc = _parse(raw, what, source)
+    return _validate(tp, _parse(raw, what, source), what, source)
+
+
+def from_value(tp: Any, doc: Any, *, source: str | None = None) -> Any:
+    """Validate an already-parsed JSON value (``json.loads`` output) as :func:`loads` does.
+
+    The result records its era shape like a loaded document, so :func:`dumps` writes the
+    same bytes back.
+    """
+    what = "" if source is not None else f"{_type_name(tp)} document: "
+    return _validate(tp, doc, what, source)
+
+
+def _validate(tp: Any, doc: Any, what: str, source: str | None) -> Any:
     try:
         return _adapter(tp).validate_python(doc, context=WIRE_CONTEXT)
     except ValidationError as exc:

@@ -30,6 +30,7 @@ messages are built only from the fields named here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +59,15 @@ class StoreError(Exception):
 
     def _extra_context(self) -> dict[str, object]:
         return {}
+
+    def reworded(self, summary: str) -> StoreError:
+        """A copy of this error (same type and fields) with a new summary."""
+        clone = copy.copy(self)
+        clone.summary = summary
+        clone.args = (
+            summary + _context(bucket=self.bucket, key=self.key, **self._extra_context()),
+        )
+        return clone
 
 
 class ConfigurationError(StoreError, ValueError):
@@ -232,44 +242,32 @@ class UnsupportedBackendError(StoreError):
     """The S3 server does not support (or silently ignores) what the operation needs."""
 
 
-class TransientError(StoreError):
+class _CodedError(StoreError):
+    """An error that keeps the S3 error code and HTTP status it was mapped from."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bucket: str | None = None,
+        key: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message, bucket=bucket, key=key)
+
+    def _extra_context(self) -> dict[str, object]:
+        return {"code": self.code, "status": self.status}
+
+
+class TransientError(_CodedError):
     """A retryable failure (5xx, SlowDown, timeout, connection reset) that outlived retries."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        bucket: str | None = None,
-        key: str | None = None,
-        code: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        self.code = code
-        self.status = status
-        super().__init__(message, bucket=bucket, key=key)
 
-    def _extra_context(self) -> dict[str, object]:
-        return {"code": self.code, "status": self.status}
-
-
-class BackendError(StoreError):
+class BackendError(_CodedError):
     """Any other error answered by the S3 server; ``code`` and ``status`` are kept."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        bucket: str | None = None,
-        key: str | None = None,
-        code: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        self.code = code
-        self.status = status
-        super().__init__(message, bucket=bucket, key=key)
-
-    def _extra_context(self) -> dict[str, object]:
-        return {"code": self.code, "status": self.status}
 
 
 # --- mapping from S3 / botocore ---------------------------------------------------------

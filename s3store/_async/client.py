@@ -9,7 +9,6 @@ fault-injecting wrapper in tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,7 +28,6 @@ from s3store.errors import (
     BackendError,
     DocumentTooLargeError,
     ObjectNotFoundError,
-    StoreError,
     translate_error,
 )
 from s3store.types import GetResult, ListPage, ObjectInfo, PutResult, StoreStats
@@ -76,10 +74,22 @@ class AsyncObjectClient(Protocol):
         """Write an object in one request, optionally conditional."""
         ...
 
-    async def put_multipart(
-        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    async def create_multipart(self, key: str) -> str:
+        """Start a multipart upload; returns its upload id."""
+        ...
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """Upload part ``number`` (from 1); returns the part's ETag."""
+        ...
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
     ) -> PutResult:
-        """Write an object as a multipart upload; the condition applies at completion."""
+        """Complete an upload from its part ETags; the condition applies here."""
+        ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abandon an upload and free its parts."""
         ...
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
@@ -215,43 +225,44 @@ class AsyncBotoObjectClient:
         )
         return put_result(response)
 
-    async def put_multipart(
-        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
-    ) -> PutResult:
+    async def create_multipart(self, key: str) -> str:
         # docstring inherited
         created = await self._call("create_multipart_upload", key, Key=key, **self._write)
-        upload_id = created["UploadId"]
-        try:
-            done = []
-            for number, part in enumerate(parts, start=1):
-                uploaded = await self._call(
-                    "upload_part",
-                    key,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=part,
-                    **self._owner,
-                )
-                done.append({"ETag": uploaded["ETag"], "PartNumber": number})
-            response = await self._call(
-                "complete_multipart_upload",
-                key,
-                if_none_match=if_none_match,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": done},
-                **condition_args(if_none_match=if_none_match, if_match=None),
-                **self._owner,
-            )
-        except BaseException:
-            # Leave no billed, invisible parts behind; the original error is what matters.
-            with contextlib.suppress(StoreError):
-                await self._call(
-                    "abort_multipart_upload", key, Key=key, UploadId=upload_id, **self._owner
-                )
-            raise
+        return str(created["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        # docstring inherited
+        uploaded = await self._call(
+            "upload_part",
+            key,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            **self._owner,
+        )
+        return str(uploaded["ETag"])
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
+    ) -> PutResult:
+        # docstring inherited
+        parts = [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)]
+        response = await self._call(
+            "complete_multipart_upload",
+            key,
+            if_none_match=if_none_match,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            **condition_args(if_none_match=if_none_match, if_match=None),
+            **self._owner,
+        )
         return put_result(response)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        # docstring inherited
+        await self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id, **self._owner)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         # docstring inherited
@@ -379,13 +390,25 @@ class AsyncMemoryObjectClient(MemoryClientBase):
             self.bucket, key, body, if_none_match=if_none_match, if_match=if_match
         )
 
-    async def put_multipart(
-        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    async def create_multipart(self, key: str) -> str:
+        # docstring inherited
+        return self.backend.create_multipart(self.bucket, key)
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        # docstring inherited
+        return self.backend.upload_part(self.bucket, key, upload_id, number, body)
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
     ) -> PutResult:
         # docstring inherited
-        return self.backend.put_multipart(
-            self.bucket, key, list(parts), if_none_match=if_none_match
+        return self.backend.complete_multipart(
+            self.bucket, key, upload_id, list(etags), if_none_match=if_none_match
         )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        # docstring inherited
+        self.backend.abort_multipart(self.bucket, key, upload_id)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         # docstring inherited
@@ -463,17 +486,37 @@ class AsyncCountingClient:
         finally:
             self.stats.record("PutObject", up=len(body))
 
-    async def put_multipart(
-        self, key: str, parts: Sequence[bytes], *, if_none_match: bool = False
+    async def create_multipart(self, key: str) -> str:
+        # docstring inherited
+        try:
+            return await self.inner.create_multipart(key)
+        finally:
+            self.stats.record("CreateMultipartUpload")
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        # docstring inherited
+        try:
+            return await self.inner.upload_part(key, upload_id, number, body)
+        finally:
+            self.stats.record("UploadPart", up=len(body))
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
     ) -> PutResult:
         # docstring inherited
         try:
-            return await self.inner.put_multipart(key, parts, if_none_match=if_none_match)
+            return await self.inner.complete_multipart(
+                key, upload_id, etags, if_none_match=if_none_match
+            )
         finally:
-            self.stats.record("CreateMultipartUpload")
-            for part in parts:
-                self.stats.record("UploadPart", up=len(part))
             self.stats.record("CompleteMultipartUpload")
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        # docstring inherited
+        try:
+            await self.inner.abort_multipart(key, upload_id)
+        finally:
+            self.stats.record("AbortMultipartUpload")
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         # docstring inherited

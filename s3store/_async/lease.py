@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 FENCE_KEY = "s3store_fence"
 LEASE_SCHEMA = "s3store.session-lease.v1"
 _CLOCK_RESOLUTION = timedelta(seconds=1)
+_FENCE_ATTEMPTS = 50
 
 
 class AsyncLease:
@@ -145,7 +146,7 @@ class AsyncLease:
         """Rewrite the session document with this epoch, so stale holders' ETags go stale."""
         store = self.store
         key = store.layout.session_key(self.id)
-        while True:
+        for _ in range(_FENCE_ATTEMPTS):
             current = await store.load_versioned(self.id)
             if current is None:
                 self._session_etag = None
@@ -157,6 +158,12 @@ class AsyncLease:
                 continue  # a stale holder wrote in between; read again and fence again
             self._session_etag = result.etag
             return
+        raise LeaseHeldError(
+            f"could not fence the session in {_FENCE_ATTEMPTS} attempts: "
+            "another writer keeps replacing it",
+            bucket=store.bucket,
+            key=key,
+        )
 
     async def save_session(self, session: SessionData) -> PutResult:
         """Write the session under this lease (what ``store.save(..., lease=...)`` calls)."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import logging
 import random
@@ -212,7 +213,10 @@ class AsyncS3SessionStore:
         if given is None:
             raw = await aopen_boto_client(self._stack, self.settings)
             return AsyncBotoObjectClient(raw, self.settings)
+        if isinstance(given, AsyncMemoryObjectClient):
+            return given
         if isinstance(given, MemoryClientBase):
+            # The other flavour's in-memory client: share its bucket state.
             if given.bucket != self.bucket:
                 raise ConfigurationError(
                     f"in-memory client is for bucket {given.bucket!r}, store for {self.bucket!r}"
@@ -438,7 +442,10 @@ class AsyncS3SessionStore:
         return stored == id
 
     async def load_versioned_unchecked(self, key: str) -> SessionData | None:
-        """The session document at ``key`` whatever id it holds (for tools such as fsck)."""
+        """The session document stored at ``key``, whatever id it holds (for tools: ls, fsck).
+
+        Unlike :meth:`load` it takes a key, not an id, and does not check the embedded id.
+        """
         got = await self._get(key)
         return None if got is None else self._decode_session(got[0], key)
 
@@ -656,15 +663,34 @@ class AsyncS3SessionStore:
         key = self.layout.blob_key(digest)
         try:
             if len(data) >= self.settings.multipart_threshold:
-                size = self.settings.part_size
-                parts = [data[i : i + size] for i in range(0, len(data), size)]
-                await client.put_multipart(key, parts, if_none_match=True)
+                await self._put_multipart(key, data)
             else:
                 await client.put(key, data, if_none_match=True)
         except AlreadyExistsError:
             # Same key, same bytes: the digest is in the key. Nothing to do.
             pass
         self._known_blobs.add(digest)
+
+    async def _put_multipart(self, key: str, data: bytes) -> PutResult:
+        """Create-only multipart upload; parts go up concurrently, aborted on any failure."""
+        client = await self._object_client()
+        size = self.settings.part_size
+        view = memoryview(data)
+        upload_id = await client.create_multipart(key)
+        try:
+            etags = await agather_limited(
+                [
+                    _bind(client.upload_part, key, upload_id, n, bytes(view[start : start + size]))
+                    for n, start in enumerate(range(0, len(data), size), start=1)
+                ],
+                self.settings.max_concurrency,
+            )
+            return await client.complete_multipart(key, upload_id, etags, if_none_match=True)
+        except BaseException:
+            # Leave no invisible, billed parts behind; the original error is what matters.
+            with contextlib.suppress(StoreError):
+                await client.abort_multipart(key, upload_id)
+            raise
 
     async def load_artifacts(self, id: str) -> ArtifactStore | None:
         """The session's artifacts with contents inline, or None if never saved.
@@ -730,9 +756,7 @@ class AsyncS3SessionStore:
             await client.put(key, b"ok")
         except StoreError as exc:
             detail = ", ".join(f"{k}={v}" for k, v in where.items())
-            raise type(exc)(
-                f"health check failed ({detail}): {exc.summary}", bucket=self.bucket, key=key
-            ) from exc
+            raise exc.reworded(f"health check failed ({detail}): {exc.summary}") from exc
         try:
             await client.delete(key)
         except StoreError as exc:

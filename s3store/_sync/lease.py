@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 FENCE_KEY = "s3store_fence"
 LEASE_SCHEMA = "s3store.session-lease.v1"
 _CLOCK_RESOLUTION = timedelta(seconds=1)
+_FENCE_ATTEMPTS = 50
 
 
 class Lease:
@@ -146,7 +147,7 @@ class Lease:
         """Rewrite the session document with this epoch, so stale holders' ETags go stale."""
         store = self.store
         key = store.layout.session_key(self.id)
-        while True:
+        for _ in range(_FENCE_ATTEMPTS):
             current = store.load_versioned(self.id)
             if current is None:
                 self._session_etag = None
@@ -158,6 +159,12 @@ class Lease:
                 continue  # a stale holder wrote in between; read again and fence again
             self._session_etag = result.etag
             return
+        raise LeaseHeldError(
+            f"could not fence the session in {_FENCE_ATTEMPTS} attempts: "
+            "another writer keeps replacing it",
+            bucket=store.bucket,
+            key=key,
+        )
 
     def save_session(self, session: SessionData) -> PutResult:
         """Write the session under this lease (what ``store.save(..., lease=...)`` calls)."""

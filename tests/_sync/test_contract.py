@@ -426,6 +426,25 @@ def test_artifacts_deduplicate_across_sessions(backend: Backend, prefix: str) ->
     assert len(backend.raw_keys(f"{prefix}/blobs/")) == 1
 
 
+def test_large_artifacts_upload_multipart_create_only(backend: Backend, prefix: str) -> None:
+    mib = 1024 * 1024
+    big = helpers.artifacts("z" * (11 * mib))
+    options = {"multipart_threshold": 5 * mib, "part_size": 5 * mib}
+    with S3SessionStore(**backend.store_kwargs(prefix, **options)) as store:
+        store.save_artifacts("s1", big)
+        assert store.stats.requests["UploadPart"] == 3
+        assert store.stats.requests["CompleteMultipartUpload"] == 1
+    with S3SessionStore(**backend.store_kwargs(prefix, **options)) as fresh:
+        # A fresh store does not know the blob: its create-only completion finds it there.
+        fresh.save_artifacts("s2", big)
+        assert fresh.stats.requests["CompleteMultipartUpload"] == 1
+        assert fresh.stats.requests["AbortMultipartUpload"] == 1
+        assert fresh.load_artifacts("s2") == big
+    if backend.memory is not None:
+        assert backend.memory.open_uploads() == 0
+    assert len(backend.raw_keys(f"{prefix}/blobs/")) == 1
+
+
 def test_corrupt_blob_is_detected_on_load_and_by_fsck(
     store: S3SessionStore, backend: Backend
 ) -> None:
