@@ -10,6 +10,7 @@ from s3store._async.client import AsyncMemoryObjectClient
 from s3store.errors import (
     AlreadyExistsError,
     ConditionalRequestConflictError,
+    ConflictError,
     PreconditionFailedError,
 )
 from s3store.testing import MemoryBackend
@@ -35,7 +36,9 @@ class ScriptedClient(AsyncMemoryObjectClient):
                 raise ConditionalRequestConflictError("409", bucket=self.bucket, key=key)
             if failure == "retried-412":
                 # What botocore surfaces when its retry of a write that had landed hits 412.
-                error = AlreadyExistsError("412 after retry", bucket=self.bucket, key=key)
+                error: ConflictError = AlreadyExistsError(
+                    "412 after retry", bucket=self.bucket, key=key
+                )
                 if if_match is not None:
                     error = PreconditionFailedError(
                         "412 after retry", bucket=self.bucket, key=key, expected_etag=if_match
