@@ -1,0 +1,669 @@
+"""Copy sessions between an a3s-code ``FileSessionStore`` directory and a bucket.
+
+:func:`import_dir` reads a directory the Rust store wrote, in the legacy layout (the seed's
+tree), upstream's ``v1`` layout, or both, and writes it into a store; :func:`export_dir`
+writes a directory that the Rust store of the chosen layout loads. The CLI's ``import`` and
+``export`` commands are thin wrappers around them.
+
+Byte fidelity: documents that need no change (sessions, trace events, run records,
+verification reports, subagent tasks, loop checkpoints) are copied byte for byte in both
+directions; they are parsed only to validate them and to learn the ids in them. Two kinds of
+document are rewritten, because their stored form differs from the file form:
+
+- artifact manifests: in the bucket, large contents live in content-addressed blobs (see
+  :mod:`s3store.cas`); import goes through ``store.save_artifacts`` and export loads through
+  ``store.load_artifacts`` and writes the manifest with every content inline again;
+- ``SessionSnapshotV1`` envelopes (a v1 session file with ``schema_version``/``session``
+  keys): import splits them into the session document plus one document per component, the
+  fragment form (see :func:`split_snapshot`).
+
+Import is idempotent: it lists the target prefix once and skips every document whose stored
+ETag is the MD5 of the bytes it would write (the ETag S3 gives a single-part upload without
+SSE-KMS), and every manifest whose bytes and blobs are all there already.
+
+Both functions take the sync store (:class:`s3store.S3SessionStore`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from s3store import cas, codec
+from s3store.errors import DocumentError, StoreError
+from s3store.keys import (
+    SIDECAR_PARTS,
+    Layout,
+    LayoutName,
+    Part,
+    decode_v1_id,
+    safe_session_id,
+)
+from s3store.models import (
+    ArtifactStore,
+    LoopCheckpoint,
+    RunRecord,
+    SessionData,
+    SessionSnapshotV1,
+    SubagentTaskSnapshot,
+    TraceEvent,
+    VerificationReport,
+)
+from s3store.types import ObjectInfo, md5_etag
+
+if TYPE_CHECKING:
+    from s3store._sync.store import S3SessionStore
+
+Kind = Literal[
+    "session", "artifacts", "traces", "verification", "runs", "subagent_tasks", "loop_checkpoints"
+]
+"""The kinds of document in a ``FileSessionStore`` tree (sidecars named by their directory)."""
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each unit of work."""
+
+_SIDECARS: dict[str, Part] = {part.value: part for part in SIDECAR_PARTS}
+_SIDECAR_TYPES: dict[str, Any] = {
+    "traces": list[TraceEvent],
+    "verification": list[VerificationReport],
+    "runs": list[RunRecord],
+    "subagent_tasks": list[SubagentTaskSnapshot],
+}
+_V1_DIRS: dict[str, Kind] = {
+    "sessions": "session",
+    "traces": "traces",
+    "verification": "verification",
+    "runs": "runs",
+    "subagent_tasks": "subagent_tasks",
+    "loop_checkpoints": "loop_checkpoints",
+}
+_LEGACY_DIRS: dict[str, Kind] = {
+    "traces": "traces",
+    "verification": "verification",
+    "runs": "runs",
+    "subagent_tasks": "subagent_tasks",
+    "loop_checkpoints": "loop_checkpoints",
+}
+# The Rust store's at-rest encryption envelope (STORE-ENCRYPT1): "A3SE" + version byte 1.
+_SEALED_MAGIC = b"A3SE\x01"
+
+
+# -- the tree ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One document of a ``FileSessionStore`` tree, by its path relative to the root.
+
+    ``name`` is what the path says about the id: the file stem (the sanitised id) in the
+    legacy layout, the decoded id in the v1 layout.
+    """
+
+    kind: Kind
+    layout: LayoutName
+    name: str
+    rel: str
+
+
+def classify_path(rel: str) -> TreeEntry | None:
+    """What a ``/``-separated path relative to a store root holds; None if not a document.
+
+    Undecodable v1 names give None, as upstream's ``list`` skips them.
+    """
+    parts = rel.split("/")
+    if parts[0] == "v1":
+        if len(parts) == 3 and parts[2].endswith(".json") and parts[1] in _V1_DIRS:
+            ident = decode_v1_id(parts[2][: -len(".json")])
+            return None if ident is None else TreeEntry(_V1_DIRS[parts[1]], "v1", ident, rel)
+        if len(parts) == 4 and parts[1] == "artifacts" and parts[3] == "artifacts.json":
+            ident = decode_v1_id(parts[2])
+            return None if ident is None else TreeEntry("artifacts", "v1", ident, rel)
+        return None
+    if len(parts) == 1 and rel.endswith(".json") and len(rel) > len(".json"):
+        return TreeEntry("session", "legacy", rel[: -len(".json")], rel)
+    if (
+        len(parts) == 2
+        and parts[0] in _LEGACY_DIRS
+        and parts[1].endswith(".json")
+        and len(parts[1]) > len(".json")
+    ):
+        return TreeEntry(_LEGACY_DIRS[parts[0]], "legacy", parts[1][: -len(".json")], rel)
+    if len(parts) == 3 and parts[0] == "artifacts" and parts[2] == "artifacts.json" and parts[1]:
+        return TreeEntry("artifacts", "legacy", parts[1], rel)
+    return None
+
+
+def _skip_reason(rel: str) -> str:
+    """Why a file of a store directory is not imported."""
+    name = rel.rsplit("/", 1)[-1]
+    if name.endswith(".tmp") or ".tmp" in name:
+        return "temporary file of an interrupted write"
+    if name == ".health_check":
+        return "health probe"
+    if rel.startswith("v1/wal/"):
+        return "write-ahead log (no payload; s3store uses conditional writes instead)"
+    if rel == "v1/writer_lease.json":
+        return "writer lease (s3store has its own leases)"
+    if "workflow_checkpoints/" in rel:
+        return "workflow checkpoint (not stored by s3store)"
+    if rel.startswith("v1/"):
+        return "undecodable v1 name or unknown v1 file"
+    return "not a session-store document"
+
+
+def key_for(layout: Layout, kind: Kind, ident: str) -> str:
+    """The key (relative to the layout's prefix) of a document of ``kind`` for ``ident``."""
+    if kind == "session":
+        return layout.session_key(ident)
+    if kind == "artifacts":
+        return layout.artifact_manifest_key(ident)
+    if kind == "loop_checkpoints":
+        return layout.loop_checkpoint_key(ident)
+    return layout.sidecar_key(_SIDECARS[kind], ident)
+
+
+def _is_snapshot_doc(body: bytes) -> bool:
+    """Upstream's rule: a session file whose top level has ``schema_version`` or ``session``."""
+    try:
+        top = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(top, dict) and ("schema_version" in top or "session" in top)
+
+
+@dataclass
+class _Parsed:
+    """The ids and shape learned from a session or checkpoint document."""
+
+    embedded: str
+    snapshot: SessionSnapshotV1 | None = None
+
+
+def _parse_head_document(entry: TreeEntry, body: bytes) -> _Parsed:
+    """Validate a session or loop checkpoint; DocumentError if it is not loadable."""
+    if body.startswith(_SEALED_MAGIC):
+        raise DocumentError(
+            "sealed (encrypted at rest by the Rust store): decrypt it first", source=entry.rel
+        )
+    if entry.kind == "loop_checkpoints":
+        checkpoint = codec.loads(LoopCheckpoint, body, source=entry.rel)
+        if checkpoint.schema_version > 1:
+            raise DocumentError(
+                f"loop checkpoint schema version {checkpoint.schema_version} is not loadable",
+                source=entry.rel,
+            )
+        return _Parsed(checkpoint.run_id)
+    if entry.layout == "v1" and _is_snapshot_doc(body):
+        snapshot = codec.loads(SessionSnapshotV1, body, source=entry.rel)
+        if snapshot.schema_version != 1:
+            raise DocumentError(
+                f"session snapshot schema version {snapshot.schema_version} is not loadable",
+                source=entry.rel,
+            )
+        return _Parsed(snapshot.session.id, snapshot)
+    return _Parsed(codec.loads(SessionData, body, source=entry.rel).id)
+
+
+def _resolve_ids(
+    entries: Iterable[TreeEntry], parsed: dict[TreeEntry, _Parsed]
+) -> tuple[dict[TreeEntry, str], list[tuple[str, str]]]:
+    """The real id of every entry, and notes about entries kept under their file name.
+
+    v1 names are the ids. Legacy names are sanitised ids: a session or checkpoint's id is the
+    one embedded in it (when it sanitises to the file name); a sidecar's is that of the
+    session with the same file name, else the file name itself (what Rust's ``list`` says).
+    """
+    ids: dict[TreeEntry, str] = {}
+    notes: list[tuple[str, str]] = []
+    by_stem: dict[str, str] = {}
+    for entry, info in parsed.items():
+        if entry.layout != "legacy":
+            continue
+        if safe_session_id(info.embedded) == entry.name:
+            ids[entry] = info.embedded
+            if entry.kind == "session":
+                by_stem[entry.name] = info.embedded
+        else:
+            ids[entry] = entry.name
+            notes.append(
+                (entry.rel, f"holds id {info.embedded!r}, which does not map to this file name")
+            )
+    for entry in entries:
+        if entry in ids:
+            continue
+        if entry.layout == "v1":
+            ids[entry] = entry.name
+        else:
+            ids[entry] = by_stem.get(entry.name, entry.name)
+    return ids, notes
+
+
+def split_snapshot(snapshot: SessionSnapshotV1) -> dict[Kind, Any]:
+    """The fragment form of a ``SessionSnapshotV1``: one value per document kind.
+
+    Every component is returned, empty ones too: upstream's loaders return ``Some`` (maybe
+    empty) for every component of a snapshot, and a missing fragment would load as ``None``.
+    The artifact store takes the snapshot's ``retained_artifact_uris`` as its
+    ``retained_uris``.
+    """
+    return {
+        "session": snapshot.session,
+        "artifacts": ArtifactStore(
+            artifacts=list(snapshot.artifacts),
+            retained_uris=list(snapshot.retained_artifact_uris),
+        ),
+        "traces": list(snapshot.trace_events),
+        "verification": list(snapshot.verification_reports),
+        "runs": list(snapshot.run_records),
+        "subagent_tasks": list(snapshot.subagent_tasks),
+    }
+
+
+# -- progress ---------------------------------------------------------------------------
+
+
+class _Counter:
+    """Thread-safe done/total counter that reports to an optional progress callback."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total = total
+        self.done = 0
+        self._progress = progress
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(0, total)
+
+    def step(self) -> None:
+        with self._lock:
+            self.done += 1
+            if self._progress is not None:
+                self._progress(self.done, self.total)
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What :func:`import_dir` did.
+
+    Attributes:
+        uploaded: keys written (documents and manifests).
+        unchanged: keys that already held exactly these bytes (nothing sent).
+        blobs_uploaded: artifact blobs sent.
+        skipped: ``(path, reason)`` for files that are not imported on purpose.
+        problems: ``(path, detail)`` for documents that could not be imported.
+    """
+
+    uploaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    blobs_uploaded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problems."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON output."""
+        return {
+            "uploaded": sorted(self.uploaded),
+            "unchanged": sorted(self.unchanged),
+            "blobs_uploaded": self.blobs_uploaded,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "problems": [{"path": p, "detail": d} for p, d in self.problems],
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class _Upload:
+    key: str
+    body: bytes | None  # a document's bytes, or None for an artifact manifest job
+    source: str
+    ident: str = ""
+    artifacts: ArtifactStore | None = None
+
+
+def _walk(root: Path) -> list[str]:
+    """Every regular file under ``root``, as sorted ``/``-separated relative paths."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in filenames:
+            path = base / name
+            if path.is_file():
+                found.append(path.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def _same(info: ObjectInfo | None, body: bytes) -> bool:
+    return info is not None and info.etag.strip('"') == md5_etag(body).strip('"')
+
+
+def _validate_sidecar(entry: TreeEntry, body: bytes) -> None:
+    if body.startswith(_SEALED_MAGIC):
+        raise DocumentError(
+            "sealed (encrypted at rest by the Rust store): decrypt it first", source=entry.rel
+        )
+    codec.loads(_SIDECAR_TYPES[entry.kind], body, source=entry.rel)
+
+
+def import_dir(
+    store: S3SessionStore, source: str | os.PathLike[str], *, progress: ProgressFn | None = None
+) -> ImportReport:
+    """Copy an a3s-code ``FileSessionStore`` directory into ``store`` (in its layout).
+
+    Reads the legacy tree and the v1 tree (base64url names, ``SessionSnapshotV1``
+    envelopes); where both hold a document for the same id, the v1 one wins, as upstream's
+    reader prefers it. Fragment files of a session stored as a snapshot are ignored, as
+    upstream ignores them. Unreadable documents are reported in ``problems`` and skipped;
+    the rest is still imported.
+
+    Raises:
+        ConfigurationError: ``source`` is not a directory.
+        StoreError: the bucket could not be listed or written.
+    """
+    from s3store._backends import gather_limited
+    from s3store.errors import ConfigurationError
+
+    root = Path(source)
+    if not root.is_dir():
+        raise ConfigurationError(f"not a directory: {root}")
+    report = ImportReport()
+    entries: list[TreeEntry] = []
+    for rel in _walk(root):
+        entry = classify_path(rel)
+        if entry is None:
+            report.skipped.append((rel, _skip_reason(rel)))
+        else:
+            entries.append(entry)
+
+    bodies: dict[TreeEntry, bytes] = {}
+    parsed: dict[TreeEntry, _Parsed] = {}
+    for entry in [e for e in entries if e.kind in ("session", "loop_checkpoints")]:
+        body = (root / entry.rel).read_bytes()
+        try:
+            info = _parse_head_document(entry, body)
+        except DocumentError as exc:
+            report.problems.append((entry.rel, exc.summary))
+            entries.remove(entry)
+            continue
+        if entry.layout == "v1" and info.embedded != entry.name:
+            report.problems.append(
+                (entry.rel, f"holds id {info.embedded!r}, not the id {entry.name!r} of its name")
+            )
+            entries.remove(entry)
+            continue
+        bodies[entry] = body
+        parsed[entry] = info
+    ids, notes = _resolve_ids(entries, parsed)
+    report.skipped.extend(notes)
+
+    # One document per (kind, id): v1 beats legacy, as upstream reads v1 first.
+    chosen: dict[tuple[Kind, str], TreeEntry] = {}
+    for entry in sorted(entries, key=lambda e: e.layout != "v1"):
+        slot = (entry.kind, ids[entry])
+        if slot in chosen:
+            report.skipped.append((entry.rel, f"superseded by {chosen[slot].rel}"))
+        else:
+            chosen[slot] = entry
+    snapshots = {
+        ids[e]: e for e in chosen.values() if e in parsed and parsed[e].snapshot is not None
+    }
+
+    layout = store.layout
+    plan: list[_Upload] = []
+    for (kind, ident), entry in chosen.items():
+        try:
+            if kind not in ("session", "loop_checkpoints") and ident in snapshots:
+                report.skipped.append(
+                    (entry.rel, f"superseded by the snapshot in {snapshots[ident].rel}")
+                )
+                continue
+            snapshot = parsed[entry].snapshot if entry in parsed else None
+            if snapshot is not None:
+                plan.extend(_snapshot_uploads(layout, snapshot, entry.rel))
+                continue
+            key = key_for(layout, kind, ident)
+            if kind == "artifacts":
+                body = (root / entry.rel).read_bytes()
+                if body.startswith(_SEALED_MAGIC):
+                    raise DocumentError("sealed (encrypted at rest): decrypt it first")
+                model = codec.loads(ArtifactStore, body, source=entry.rel)
+                plan.append(_Upload(key, None, entry.rel, ident, model))
+                continue
+            body = bodies.get(entry) or (root / entry.rel).read_bytes()
+            if kind not in ("session", "loop_checkpoints"):
+                _validate_sidecar(entry, body)
+            if len(body) > store.settings.max_document_bytes:
+                raise DocumentError(f"{len(body)} bytes, over the document size limit")
+            plan.append(_Upload(key, body, entry.rel))
+        except StoreError as exc:
+            report.problems.append((entry.rel, exc.summary))
+
+    existing = {info.key: info for info in store._iter_objects(layout.root)}
+    counter = _Counter(len(plan), progress)
+    lock = threading.Lock()
+
+    def run(job: _Upload) -> None:
+        try:
+            outcome, blobs = _execute(store, job, existing)
+        except StoreError as exc:
+            with lock:
+                report.problems.append((job.source, exc.summary))
+        else:
+            with lock:
+                (report.uploaded if outcome else report.unchanged).append(job.key)
+                report.blobs_uploaded += blobs
+        counter.step()
+
+    gather_limited([_bind(run, job) for job in plan], store.settings.max_concurrency)
+    return report
+
+
+def _bind(fn: Callable[[_Upload], None], job: _Upload) -> Callable[[], None]:
+    return lambda: fn(job)
+
+
+def _snapshot_uploads(layout: Layout, snapshot: SessionSnapshotV1, rel: str) -> list[_Upload]:
+    ident = snapshot.session.id
+    jobs: list[_Upload] = []
+    for kind, value in split_snapshot(snapshot).items():
+        key = key_for(layout, kind, ident)
+        if kind == "artifacts":
+            jobs.append(_Upload(key, None, rel, ident, value))
+        else:
+            jobs.append(_Upload(key, codec.dumps(value), rel))
+    return jobs
+
+
+def _execute(
+    store: S3SessionStore, job: _Upload, existing: dict[str, ObjectInfo]
+) -> tuple[bool, int]:
+    """Run one upload unless the bucket holds it already: (written?, blobs sent)."""
+    if job.artifacts is None:
+        assert job.body is not None
+        if _same(existing.get(job.key), job.body):
+            return False, 0
+        # The store's own write path (409 retries, request counting); the bytes are the
+        # file's, not a re-serialisation.
+        store._put(job.key, job.body, "overwrite")
+        return True, 0
+    split = cas.split_artifacts(job.artifacts, inline_threshold=store.settings.inline_threshold)
+    present = {d for d in split.blobs if store.layout.blob_key(d) in existing}
+    if _same(existing.get(job.key), split.manifest) and present == set(split.blobs):
+        return False, 0
+    # Tell the store which blobs the listing showed, so it does not send them again.
+    known = getattr(store, "_known_blobs", None)
+    if known is not None:
+        for digest in present:
+            known.add(digest)
+    store.save_artifacts(job.ident, job.artifacts)
+    return True, len(split.blobs) - len(present)
+
+
+# -- export -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_dir` did.
+
+    Attributes:
+        written: files written (relative paths).
+        unchanged: files that already held exactly these bytes (left alone).
+        problems: ``(key, detail)`` for documents that could not be exported.
+    """
+
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problems."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-dict form for JSON output."""
+        return {
+            "written": sorted(self.written),
+            "unchanged": sorted(self.unchanged),
+            "problems": [{"key": k, "detail": d} for k, d in self.problems],
+            "ok": self.ok,
+        }
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` via a temp file and rename; False if it already held it.
+
+    The temp file sits next to the target (same file system, so the rename is atomic) and
+    is named like the Rust store's (``<name>.<nanos>.<pid>.tmp``), which its readers ignore.
+    """
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{time.time_ns()}.{os.getpid()}.tmp")
+    try:
+        with temp.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def export_dir(
+    store: S3SessionStore,
+    dest: str | os.PathLike[str],
+    *,
+    layout: LayoutName | None = None,
+    progress: ProgressFn | None = None,
+) -> ExportReport:
+    """Write what ``store`` holds as a ``FileSessionStore`` directory of ``layout``.
+
+    ``layout`` defaults to the store's. Documents are written byte for byte as stored;
+    artifact manifests are loaded through the store (every blob re-hashed) and written with
+    their contents inline, as the Rust store writes them. A ``SessionSnapshotV1`` stored in
+    a v1 store is written as is to a v1 directory and split into fragments for a legacy one.
+    Files are replaced atomically; files that already hold the right bytes are left alone;
+    nothing is deleted.
+    """
+    from s3store._backends import gather_limited
+
+    target = Layout("", layout or store.layout.name)
+    out = Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    report = ExportReport()
+    root = store.layout.root
+    entries: list[TreeEntry] = []
+    for info in store._iter_objects(root):
+        entry = classify_path(info.key[len(root) :])
+        if entry is not None and entry.layout == store.layout.name:
+            entries.append(entry)
+
+    bodies: dict[TreeEntry, bytes] = {}
+    parsed: dict[TreeEntry, _Parsed] = {}
+
+    def fetch(entry: TreeEntry) -> None:
+        got = store._get(root + entry.rel)
+        if got is None:  # deleted since the listing
+            return
+        try:
+            info = _parse_head_document(entry, got[0])
+        except DocumentError as exc:
+            report.problems.append((root + entry.rel, exc.summary))
+            return
+        bodies[entry] = got[0]
+        parsed[entry] = info
+
+    heads = [e for e in entries if e.kind in ("session", "loop_checkpoints")]
+    gather_limited([_bind_entry(fetch, e) for e in heads], store.settings.max_concurrency)
+    entries = [e for e in entries if e in parsed or e.kind not in ("session", "loop_checkpoints")]
+    ids, _ = _resolve_ids(entries, parsed)
+    snapshot_ids = {
+        ids[e]
+        for e in entries
+        if e in parsed and parsed[e].snapshot is not None and target.name == "legacy"
+    }
+    counter = _Counter(len(entries), progress)
+    lock = threading.Lock()
+
+    def write(rel_key: str, data: bytes) -> None:
+        path = out.joinpath(*rel_key.split("/"))
+        changed = write_atomic(path, data)
+        with lock:
+            (report.written if changed else report.unchanged).append(rel_key)
+
+    def export(entry: TreeEntry) -> None:
+        ident = ids[entry]
+        try:
+            if entry.kind not in ("session", "loop_checkpoints") and ident in snapshot_ids:
+                return  # the snapshot's components win, as upstream ignores stale fragments
+            snapshot = parsed[entry].snapshot if entry in parsed else None
+            if snapshot is not None and target.name == "legacy":
+                for kind, value in split_snapshot(snapshot).items():
+                    write(key_for(target, kind, ident), codec.dumps(value))
+                return
+            rel_key = key_for(target, entry.kind, ident)
+            if entry.kind == "artifacts":
+                # The store's own id for the key: the file stem (legacy) or the id (v1).
+                artifacts = store.load_artifacts(entry.name)
+                if artifacts is not None:
+                    write(rel_key, codec.dumps(artifacts))
+                return
+            body = bodies.get(entry)
+            if body is None:
+                got = store._get(root + entry.rel)
+                if got is None:
+                    return
+                body = got[0]
+            write(rel_key, body)
+        except (StoreError, OSError) as exc:
+            with lock:
+                report.problems.append((root + entry.rel, getattr(exc, "summary", str(exc))))
+        finally:
+            counter.step()
+
+    gather_limited([_bind_entry(export, e) for e in entries], store.settings.max_concurrency)
+    return report
+
+
+def _bind_entry(fn: Callable[[TreeEntry], None], entry: TreeEntry) -> Callable[[], None]:
+    return lambda: fn(entry)
