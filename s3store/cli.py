@@ -209,14 +209,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     print(ident)
             return EXIT_OK
         infos = {}
-        for info in store._iter_objects(layout.session_list_prefix, delimiter="/"):
+        for info in store.iter_objects(layout.session_list_prefix, delimiter="/"):
             listed = layout.session_id_from_key(info.key)
             if listed is not None:
                 infos[listed] = info
         present: set[str] = set()
         base = _base(store)
         for directory in [p.value for p in SIDECAR_PARTS] + ["artifacts"]:
-            present.update(i.key for i in store._iter_objects(f"{base}{directory}/"))
+            present.update(i.key for i in store.iter_objects(f"{base}{directory}/"))
         ids = sorted(infos)
 
         def describe(ident: str) -> dict[str, Any]:
@@ -387,7 +387,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         root = store.layout.root
         key = args.key if root and args.key.startswith(root) else f"{root}{args.key.lstrip('/')}"
-        got = store._object_client().get(key)
+        got = store.get_object(key)
     if got is None:
         raise CliError(f"no object {key!r} in bucket {store.bucket!r}", EXIT_PROBLEMS)
     body = got.body
@@ -527,7 +527,7 @@ def cmd_du(args: argparse.Namespace) -> int:
         root = layout.root
         kinds: dict[str, list[int]] = {}
         manifests: list[str] = []
-        for info in store._iter_objects(root):
+        for info in store.iter_objects(root):
             rel = info.key[len(root) :]
             entry = classify_path(rel)
             if info.key.startswith(layout.blob_root):
@@ -545,11 +545,11 @@ def cmd_du(args: argparse.Namespace) -> int:
             counts[1] += info.size
 
         def logical(key: str) -> tuple[int, int]:
-            got = store._get(key)
+            got = store.get_object(key)
             if got is None:
                 return 0, 0
             try:
-                refs = cas.parse_manifest(got[0], source=key).refs.values()
+                refs = cas.parse_manifest(got.body, source=key).refs.values()
             except DocumentError:
                 return 0, 0
             return len(refs), sum(r.size for r in refs)

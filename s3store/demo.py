@@ -24,7 +24,7 @@ from functools import partial
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from s3store import codec
-from s3store.errors import StoreError, UnsupportedBackendError
+from s3store.errors import UnsupportedBackendError
 from s3store.keys import LayoutName
 from s3store.models import (
     ArtifactStore,
@@ -501,20 +501,14 @@ def run(
         ) as store:
             print(f"configured S3: s3://{bucket}/{prefix}/ (a fresh prefix)", file=out)
             if url is None:
-                client = store._object_client()
-                try:
-                    client.head_bucket()
-                except StoreError:
-                    client.create_bucket()
+                store.ensure_bucket()
             try:
                 code = _exercise(store, out)
             finally:
                 if not keep:
                     # Only keys under the fresh prefix: everything there was written here.
-                    keys = [info.key for info in store._iter_objects(store.layout.root)]
-                    client = store._object_client()
-                    for start in range(0, len(keys), 1000):
-                        client.delete_many(keys[start : start + 1000])
+                    keys = [info.key for info in store.iter_objects()]
+                    store.delete_objects(keys)
                     print(f"removed the {len(keys)} demo objects", file=out)
     print(f"done in {time.monotonic() - started:.1f} s", file=out)
     return code
@@ -586,7 +580,7 @@ def _exercise(store: S3SessionStore, out: IO[str]) -> int:
     fsck = ledger.call("fsck", store.fsck)
     totals = Counter(store.stats.requests)
 
-    objects = [(info.key, info.size) for info in store._iter_objects(store.layout.root)]
+    objects = [(info.key, info.size) for info in store.iter_objects()]
     root = store.layout.root
     print(f"\nkey tree of s3://{store.bucket}/{root}  ({store.layout.name} layout)", file=out)
     for line in render_tree(objects, root):

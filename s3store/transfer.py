@@ -451,7 +451,7 @@ def import_dir(
         except StoreError as exc:
             report.problems.append((entry.rel, exc.summary))
 
-    existing = {info.key: info for info in store._iter_objects(layout.root)}
+    existing = {info.key: info for info in store.iter_objects(layout.root)}
     counter = _Counter(len(plan), progress)
     lock = threading.Lock()
 
@@ -497,17 +497,14 @@ def _execute(
             return False, 0
         # The store's own write path (409 retries, request counting); the bytes are the
         # file's, not a re-serialisation.
-        store._put(job.key, job.body, "overwrite")
+        store.put_object(job.key, job.body)
         return True, 0
     split = cas.split_artifacts(job.artifacts, inline_threshold=store.settings.inline_threshold)
     present = {d for d in split.blobs if store.layout.blob_key(d) in existing}
     if _same(existing.get(job.key), split.manifest) and present == set(split.blobs):
         return False, 0
     # Tell the store which blobs the listing showed, so it does not send them again.
-    known = getattr(store, "_known_blobs", None)
-    if known is not None:
-        for digest in present:
-            known.add(digest)
+    store.mark_blobs_present(present)
     store.save_artifacts(job.ident, job.artifacts)
     return True, len(split.blobs) - len(present)
 
@@ -593,7 +590,7 @@ def export_dir(
     report = ExportReport()
     root = store.layout.root
     entries: list[TreeEntry] = []
-    for info in store._iter_objects(root):
+    for info in store.iter_objects(root):
         entry = classify_path(info.key[len(root) :])
         if entry is not None and entry.layout == store.layout.name:
             entries.append(entry)
@@ -602,15 +599,15 @@ def export_dir(
     parsed: dict[TreeEntry, _Parsed] = {}
 
     def fetch(entry: TreeEntry) -> None:
-        got = store._get(root + entry.rel)
+        got = store.get_object(root + entry.rel)
         if got is None:  # deleted since the listing
             return
         try:
-            info = _parse_head_document(entry, got[0])
+            info = _parse_head_document(entry, got.body)
         except DocumentError as exc:
             report.problems.append((root + entry.rel, exc.summary))
             return
-        bodies[entry] = got[0]
+        bodies[entry] = got.body
         parsed[entry] = info
 
     heads = [e for e in entries if e.kind in ("session", "loop_checkpoints")]
@@ -650,10 +647,10 @@ def export_dir(
                 return
             body = bodies.get(entry)
             if body is None:
-                got = store._get(root + entry.rel)
+                got = store.get_object(root + entry.rel)
                 if got is None:
                     return
-                body = got[0]
+                body = got.body
             write(rel_key, body)
         except (StoreError, OSError) as exc:
             with lock:

@@ -13,7 +13,7 @@ import random
 import re
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +62,7 @@ from s3store.models import (
 from s3store.reports import FsckProblem, FsckReport, GcReport
 from s3store.types import (
     Capabilities,
+    GetResult,
     IfMatch,
     ObjectInfo,
     PutMode,
@@ -511,6 +512,51 @@ class AsyncS3SessionStore:
         keys.extend([info.key async for info in self._iter_objects(self.layout.artifact_dir(id))])
         for start in range(0, len(keys), 1000):
             await client.delete_many(keys[start : start + 1000])
+
+    # -- raw objects (for tools: import/export, CLI) -------------------------------------
+
+    def _own_key(self, key: str) -> str:
+        if not key.startswith(self.layout.root) or ".." in key.split("/"):
+            raise ConfigurationError(f"key {key!r} is not inside the prefix {self.prefix!r}")
+        return key
+
+    async def iter_objects(
+        self, prefix: str | None = None, *, delimiter: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix`` (default: the store's whole prefix), page by page."""
+        async for info in self._iter_objects(
+            self.layout.root if prefix is None else self._own_key(prefix), delimiter=delimiter
+        ):
+            yield info
+
+    async def get_object(self, key: str) -> GetResult | None:
+        """An object's bytes and metadata by full key (inside the prefix), or None."""
+        client = await self._object_client()
+        return await client.get(self._own_key(key), max_bytes=self.settings.max_document_bytes)
+
+    async def put_object(self, key: str, body: bytes, *, mode: PutMode = "overwrite") -> PutResult:
+        """Write bytes as they are under a full key (inside the prefix); one PUT."""
+        return await self._put(self._own_key(key), body, mode)
+
+    async def delete_objects(self, keys: Sequence[str]) -> None:
+        """Delete objects by full key (inside the prefix), 1,000 per request."""
+        client = await self._object_client()
+        owned = [self._own_key(key) for key in keys]
+        for start in range(0, len(owned), 1000):
+            await client.delete_many(owned[start : start + 1000])
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (dev servers, demos)."""
+        client = await self._object_client()
+        try:
+            await client.head_bucket()
+        except StoreError:
+            await client.create_bucket()
+
+    def mark_blobs_present(self, digests: Iterable[str]) -> None:
+        """Tell the store these blobs exist (e.g. a listing showed them): no re-upload."""
+        for digest in digests:
+            self._known_blobs.add(digest)
 
     # -- sidecars ------------------------------------------------------------------------
 
