@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from s3store.devserver import DEV_ACCESS_KEY, DEV_SECRET_KEY, s3_client, weed_binary
-from tests.conftest import BUCKET, _ensure_bucket, free_port, raw_client
+from s3store.devserver import DEV_ACCESS_KEY, DEV_SECRET_KEY, free_port, s3_client, weed_binary
+from tests.conftest import BUCKET, _ensure_bucket, raw_client
 from tests.test_transfer import legacy_dir
 
 
