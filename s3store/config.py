@@ -40,6 +40,8 @@ class StoreSettings:
         inline_threshold: artifact contents shorter than this many UTF-8 bytes stay inline
             in the manifest instead of becoming a blob (0: every content is a blob).
         multipart_threshold / part_size: blobs this large go up as multipart uploads.
+        blob_cache_bytes: budget of the in-process LRU cache of verified blob bodies
+            (0 disables it); loads of sessions that share artifacts skip those GETs.
         list_page_size: MaxKeys per listing request (≤ 1000).
         max_document_bytes: documents larger than this are refused (read and write).
         expected_bucket_owner: sent as ``ExpectedBucketOwner`` on every request.
@@ -65,6 +67,7 @@ class StoreSettings:
     inline_threshold: int = 4096
     multipart_threshold: int = 8 * MIB
     part_size: int = 8 * MIB
+    blob_cache_bytes: int = 32 * MIB
     list_page_size: int = 1000
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     expected_bucket_owner: str | None = None

@@ -154,6 +154,8 @@ class WireModel(BaseModel):
         protected_namespaces=(),
         # Extras must be JSON values; an arbitrary object could not be written anyway.
         arbitrary_types_allowed=False,
+        # Build validators on first use: a cold start pays only for the models it touches.
+        defer_build=True,
     )
 
     # Computed per class in __pydantic_init_subclass__.

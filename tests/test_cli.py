@@ -191,7 +191,11 @@ def test_gc_apply_deletes_orphans(
     raw_client(moto_endpoint).put_object(Bucket=BUCKET, Key=orphan, Body=b"x")
     # Younger than the default 24 h grace: kept.
     assert json.loads(cli("gc", "--apply", "--json")[0])["deleted"] == 0
-    time.sleep(1.1)
+    # Server clocks have one-second resolution: wait until the blob is measurably older.
+    deadline = time.monotonic() + 10
+    while json.loads(cli("gc", "--grace", "1s", "--json")[0])["deleted"] == 0:
+        assert time.monotonic() < deadline, "the orphan never aged past the grace period"
+        time.sleep(0.2)  # poll interval of the wait above
     report = json.loads(cli("gc", "--apply", "--grace", "1s", "--json")[0])
     assert report["deleted"] == 1
     listing = raw_client(moto_endpoint).list_objects_v2(Bucket=BUCKET, Prefix=orphan)

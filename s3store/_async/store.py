@@ -15,7 +15,6 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +29,7 @@ from s3store._async.client import (
 )
 from s3store._async.lease import AsyncLease
 from s3store._backends import AsyncLock, agather_limited, aopen_boto_client, asleep
+from s3store._caches import BlobCache, KnownBlobs
 from s3store._memory import MemoryClientBase
 from s3store.config import StoreSettings, settings_from_env
 from s3store.errors import (
@@ -81,25 +81,6 @@ _CAPABILITIES: dict[tuple[str, str], Capabilities] = {}
 _ID_PREFIX = re.compile(rb'^\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 _ID_PEEK_BYTES = 4096
 _FENCE_KEY = "s3store_fence"
-
-
-@dataclass
-class _KnownBlobs:
-    """Digests this store wrote or saw, so unchanged artifacts are not uploaded again.
-
-    Entries expire after ``ttl`` so a long-lived store re-confirms blobs that gc may have
-    collected in the meantime (gc only collects blobs older than its grace period).
-    """
-
-    ttl: timedelta
-    seen: dict[str, datetime] = field(default_factory=dict)
-
-    def __contains__(self, digest: str) -> bool:
-        when = self.seen.get(digest)
-        return when is not None and datetime.now(UTC) - when < self.ttl
-
-    def add(self, digest: str) -> None:
-        self.seen[digest] = datetime.now(UTC)
 
 
 class AsyncS3SessionStore:
@@ -160,7 +141,8 @@ class AsyncS3SessionStore:
         self._stack = AsyncExitStack()
         self._open_lock = AsyncLock()
         self._capabilities = capabilities
-        self._known_blobs = _KnownBlobs(ttl=timedelta(hours=1))
+        self._known_blobs = KnownBlobs(ttl=timedelta(hours=1))
+        self._blob_cache = BlobCache(self.settings.blob_cache_bytes)
         self._blob_locks: dict[str, AsyncLock] = {}
 
     @classmethod
@@ -702,6 +684,7 @@ class AsyncS3SessionStore:
         async with lock:
             if digest not in self._known_blobs:
                 await self._put_blob(digest, data)
+                self._blob_cache.put(digest, data)
         self._blob_locks.pop(digest, None)
 
     async def _put_blob(self, digest: str, data: bytes) -> None:
@@ -741,8 +724,10 @@ class AsyncS3SessionStore:
     async def load_artifacts(self, id: str) -> ArtifactStore | None:
         """The session's artifacts with contents inline, or None if never saved.
 
-        One GET for the manifest plus one per distinct referenced blob (fetched
-        concurrently). Every blob is re-hashed: a mismatch raises IntegrityError.
+        One GET for the manifest plus one per distinct referenced blob that is not in the
+        store's blob cache (fetched concurrently). Every blob read is re-hashed: a mismatch
+        raises IntegrityError. Blobs are immutable and verified, so the cache
+        (``blob_cache_bytes``, LRU) can never serve stale content.
         """
         key = self.layout.artifact_manifest_key(id)
         got = await self._get(key)
@@ -763,7 +748,11 @@ class AsyncS3SessionStore:
                 f"corrupt object: {exc.summary}", errors=exc.errors, bucket=self.bucket, key=key
             ) from exc
 
-    async def _fetch_blob(self, digest: str, manifest_key: str) -> bytes:
+    async def _fetch_blob(self, digest: str, manifest_key: str, *, cached: bool = True) -> bytes:
+        if cached:
+            hit = self._blob_cache.get(digest)
+            if hit is not None:
+                return hit
         client = await self._object_client()
         key = self.layout.blob_key(digest)
         result = await client.get(key)
@@ -785,6 +774,7 @@ class AsyncS3SessionStore:
                 key=key,
             )
         self._known_blobs.add(digest)
+        self._blob_cache.put(digest, result.body)
         return result.body
 
     # -- health, probe -------------------------------------------------------------------
@@ -975,7 +965,7 @@ class AsyncS3SessionStore:
 
         async def check_blob(info: ObjectInfo, digest: str) -> None:
             try:
-                await self._fetch_blob(digest, "fsck")
+                await self._fetch_blob(digest, "fsck", cached=False)
             except IntegrityError as exc:
                 report.problems.append(FsckProblem("integrity", info.key, exc.summary))
 

@@ -16,7 +16,6 @@ import uuid
 import warnings
 from collections.abc import Iterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from s3store._sync.client import (
 )
 from s3store._sync.lease import Lease
 from s3store._backends import Lock, gather_limited, open_boto_client, sleep
+from s3store._caches import BlobCache, KnownBlobs
 from s3store._memory import MemoryClientBase
 from s3store.config import StoreSettings, settings_from_env
 from s3store.errors import (
@@ -82,25 +82,6 @@ _CAPABILITIES: dict[tuple[str, str], Capabilities] = {}
 _ID_PREFIX = re.compile(rb'^\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 _ID_PEEK_BYTES = 4096
 _FENCE_KEY = "s3store_fence"
-
-
-@dataclass
-class _KnownBlobs:
-    """Digests this store wrote or saw, so unchanged artifacts are not uploaded again.
-
-    Entries expire after ``ttl`` so a long-lived store re-confirms blobs that gc may have
-    collected in the meantime (gc only collects blobs older than its grace period).
-    """
-
-    ttl: timedelta
-    seen: dict[str, datetime] = field(default_factory=dict)
-
-    def __contains__(self, digest: str) -> bool:
-        when = self.seen.get(digest)
-        return when is not None and datetime.now(UTC) - when < self.ttl
-
-    def add(self, digest: str) -> None:
-        self.seen[digest] = datetime.now(UTC)
 
 
 class S3SessionStore:
@@ -161,7 +142,8 @@ class S3SessionStore:
         self._stack = ExitStack()
         self._open_lock = Lock()
         self._capabilities = capabilities
-        self._known_blobs = _KnownBlobs(ttl=timedelta(hours=1))
+        self._known_blobs = KnownBlobs(ttl=timedelta(hours=1))
+        self._blob_cache = BlobCache(self.settings.blob_cache_bytes)
         self._blob_locks: dict[str, Lock] = {}
 
     @classmethod
@@ -703,6 +685,7 @@ class S3SessionStore:
         with lock:
             if digest not in self._known_blobs:
                 self._put_blob(digest, data)
+                self._blob_cache.put(digest, data)
         self._blob_locks.pop(digest, None)
 
     def _put_blob(self, digest: str, data: bytes) -> None:
@@ -742,8 +725,10 @@ class S3SessionStore:
     def load_artifacts(self, id: str) -> ArtifactStore | None:
         """The session's artifacts with contents inline, or None if never saved.
 
-        One GET for the manifest plus one per distinct referenced blob (fetched
-        concurrently). Every blob is re-hashed: a mismatch raises IntegrityError.
+        One GET for the manifest plus one per distinct referenced blob that is not in the
+        store's blob cache (fetched concurrently). Every blob read is re-hashed: a mismatch
+        raises IntegrityError. Blobs are immutable and verified, so the cache
+        (``blob_cache_bytes``, LRU) can never serve stale content.
         """
         key = self.layout.artifact_manifest_key(id)
         got = self._get(key)
@@ -764,7 +749,11 @@ class S3SessionStore:
                 f"corrupt object: {exc.summary}", errors=exc.errors, bucket=self.bucket, key=key
             ) from exc
 
-    def _fetch_blob(self, digest: str, manifest_key: str) -> bytes:
+    def _fetch_blob(self, digest: str, manifest_key: str, *, cached: bool = True) -> bytes:
+        if cached:
+            hit = self._blob_cache.get(digest)
+            if hit is not None:
+                return hit
         client = self._object_client()
         key = self.layout.blob_key(digest)
         result = client.get(key)
@@ -786,6 +775,7 @@ class S3SessionStore:
                 key=key,
             )
         self._known_blobs.add(digest)
+        self._blob_cache.put(digest, result.body)
         return result.body
 
     # -- health, probe -------------------------------------------------------------------
@@ -976,7 +966,7 @@ class S3SessionStore:
 
         def check_blob(info: ObjectInfo, digest: str) -> None:
             try:
-                self._fetch_blob(digest, "fsck")
+                self._fetch_blob(digest, "fsck", cached=False)
             except IntegrityError as exc:
                 report.problems.append(FsckProblem("integrity", info.key, exc.summary))
 
