@@ -38,6 +38,8 @@ test-fast: install
 demo: install
 	$(BIN)/s3store demo
 
+
+
 # LocalStack on the host (no Docker): its own Python 3.13 venv, S3 only, 127.0.0.1 only.
 localstack:
 	bash localstack/hostmode.sh start
@@ -54,9 +56,14 @@ test-localstack: install
 		$(BIN)/pytest tests/_async tests/_sync tests/test_concurrency.py -p no:cacheprovider; \
 		status=$$?; bash localstack/hostmode.sh stop; exit $$status
 
+# Every scenario, both servers, 3 repeats; BENCH_ARGS="--quick" for a smoke run.
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	.venv-lock/bin/pip install --quiet -e '.[dev,bench]'
 	.venv-lock/bin/pip freeze --exclude-editable | sed '1i # Lock for the whole dependency tree (runtime + dev). Regenerate with `make lock`.' > constraints.txt
 	rm -rf .venv-lock
 
