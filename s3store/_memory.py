@@ -24,7 +24,7 @@ import bisect
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +44,7 @@ class _Stored:
     etag: str
     last_modified: datetime
     version: int
+    metadata: dict[str, str]
 
 
 class MemoryBackend:
@@ -95,6 +96,7 @@ class MemoryBackend:
             etag=stored.etag,
             last_modified=stored.last_modified,
             server_time=self.clock(),
+            metadata=dict(stored.metadata),
         )
 
     def get(self, bucket: str, key: str) -> GetResult | None:
@@ -120,6 +122,7 @@ class MemoryBackend:
         if_none_match: bool = False,
         if_match: str | None = None,
         etag: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         """Store ``body`` under ``key`` if the conditions hold (atomically)."""
         with self._lock:
@@ -129,7 +132,9 @@ class MemoryBackend:
                 self._check(bucket, key, current, if_none_match=if_none_match, if_match=if_match)
             now = self.clock()
             self._versions += 1
-            stored = _Stored(bytes(body), etag or md5_etag(body), now, self._versions)
+            stored = _Stored(
+                bytes(body), etag or md5_etag(body), now, self._versions, dict(metadata or {})
+            )
             if current is None:
                 bisect.insort(self._sorted[bucket], key)
             objects[key] = stored

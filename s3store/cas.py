@@ -129,8 +129,8 @@ def parse_manifest(data: bytes, *, source: str) -> ParsedManifest:
     """Parse a stored manifest (with or without references); DocumentError if malformed."""
     try:
         tree = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DocumentError(f"{source} is not valid JSON: {exc}", source=source) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DocumentError(f"{source} is not valid JSON: {exc!r:.200}", source=source) from None
     if not isinstance(tree, dict) or not isinstance(tree.get("artifacts"), list):
         raise DocumentError(
             f"{source} is not an artifact manifest (no 'artifacts' array)",

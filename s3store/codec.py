@@ -391,6 +391,8 @@ def _parse(raw: bytes, what: str, source: str | None) -> Any:
         raise fail(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:
         raise fail(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise fail("invalid JSON: nested too deeply") from None
     if _SURROGATE_ESCAPE.search(raw) is not None:
         # serde_json rejects an escaped lone surrogate; json.loads lets it through.
         try:

@@ -132,7 +132,8 @@ def botocore_config(settings: StoreSettings) -> Any:
     from botocore.config import Config
 
     return Config(
-        retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+        # total_max_attempts counts the first try; botocore's max_attempts would not.
+        retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_pool_connections=settings.max_pool_connections,
@@ -210,6 +211,7 @@ def object_info(key: str, response: Mapping[str, Any]) -> ObjectInfo:
         last_modified=response.get("LastModified"),
         version_id=response.get("VersionId"),
         server_time=server_time(response),
+        metadata=dict(response.get("Metadata") or {}),
     )
 
 

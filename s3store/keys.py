@@ -162,7 +162,14 @@ class Layout:
     def id_segment(self, id: str, *, what: str = "session id") -> str:
         """The file-name stem an id maps to in this layout."""
         validate_id(id, what=what)
-        return safe_session_id(id) if self.name == "legacy" else encode_v1_id(id)
+        if self.name == "v1":
+            return encode_v1_id(id)
+        segment = safe_session_id(id)
+        if segment == ".":
+            # "artifacts/./artifacts.json" is not a key servers agree on (SeaweedFS: 400),
+            # and on disk it is the parent directory.
+            raise InvalidIdError(f"{what} '.' cannot be stored in the legacy layout", id=id)
+        return segment
 
     def _base(self) -> str:
         return self.root if self.name == "legacy" else f"{self.root}v1/"

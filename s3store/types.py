@@ -61,6 +61,8 @@ class ObjectInfo:
     last_modified: datetime | None = None
     version_id: str | None = None
     server_time: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+    """User metadata (``x-amz-meta-*``), from HEAD and GET only."""
 
 
 @dataclass(frozen=True)

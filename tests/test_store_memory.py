@@ -3,6 +3,9 @@ retries, 404- vs 412-style servers, SDK self-conflicts. Runs on the in-memory cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from s3store import AsyncS3SessionStore, codec
@@ -26,16 +29,27 @@ class ScriptedClient(AsyncMemoryObjectClient):
         self.script: list[tuple[str, bool]] = []
 
     async def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
+        conditions: dict[str, Any] = {
+            "if_none_match": if_none_match,
+            "if_match": if_match,
+            "metadata": metadata,
+        }
         if self.script:
             failure, lands = self.script.pop(0)
             if lands:
-                await super().put(key, body, if_none_match=if_none_match, if_match=if_match)
+                await super().put(key, body, **conditions)
             if failure == "409":
                 raise ConditionalRequestConflictError("409", bucket=self.bucket, key=key)
             if failure == "retried-412":
-                # What botocore surfaces when its retry of a write that had landed hits 412.
+                # What a client sees when a re-send of a write that had landed hits 412.
                 error: ConflictError = AlreadyExistsError(
                     "412 after retry", bucket=self.bucket, key=key
                 )
@@ -45,7 +59,7 @@ class ScriptedClient(AsyncMemoryObjectClient):
                     )
                 error.retry_attempts = 1
                 raise error
-        return await super().put(key, body, if_none_match=if_none_match, if_match=if_match)
+        return await super().put(key, body, **conditions)
 
 
 @pytest.fixture
@@ -62,6 +76,13 @@ async def test_list_paginates_past_one_thousand() -> None:
         ids = await store.list()
         assert store.stats.requests["ListObjectsV2"] == 3  # ceil(2001 / 1000)
     assert ids == [f"s{i:05d}" for i in range(2001)]
+
+
+async def test_create_that_landed_then_got_a_409_is_our_success(scripted: ScriptedClient) -> None:
+    async with AsyncS3SessionStore(client=scripted, prefix="p") as store:
+        scripted.script = [("409", True)]
+        await store.save(helpers.session("s1"), mode="create")
+        assert await store.load("s1") == helpers.session("s1")
 
 
 async def test_409_is_retried(scripted: ScriptedClient) -> None:

@@ -9,7 +9,7 @@ fault-injecting wrapper in tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import botocore.exceptions
@@ -69,9 +69,15 @@ class AsyncObjectClient(Protocol):
         ...
 
     async def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
-        """Write an object in one request, optionally conditional."""
+        """Write an object in one request, optionally conditional, with user metadata."""
         ...
 
     async def create_multipart(self, key: str) -> str:
@@ -210,9 +216,16 @@ class AsyncBotoObjectClient:
         return object_info(key, response)
 
     async def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
+        extra: dict[str, Any] = {"Metadata": dict(metadata)} if metadata else {}
         response = await self._call(
             "put_object",
             key,
@@ -221,6 +234,7 @@ class AsyncBotoObjectClient:
             Key=key,
             Body=body,
             **condition_args(if_none_match=if_none_match, if_match=if_match),
+            **extra,
             **self._write,
         )
         return put_result(response)
@@ -382,12 +396,23 @@ class AsyncMemoryObjectClient(MemoryClientBase):
         return self.backend.head(self.bucket, key)
 
     async def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
         condition_args(if_none_match=if_none_match, if_match=if_match)
         return self.backend.put(
-            self.bucket, key, body, if_none_match=if_none_match, if_match=if_match
+            self.bucket,
+            key,
+            body,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            metadata=metadata,
         )
 
     async def create_multipart(self, key: str) -> str:
@@ -478,11 +503,19 @@ class AsyncCountingClient:
             self.stats.record("HeadObject")
 
     async def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
         try:
-            return await self.inner.put(key, body, if_none_match=if_none_match, if_match=if_match)
+            return await self.inner.put(
+                key, body, if_none_match=if_none_match, if_match=if_match, metadata=metadata
+            )
         finally:
             self.stats.record("PutObject", up=len(body))
 

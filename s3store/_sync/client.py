@@ -10,7 +10,7 @@ fault-injecting wrapper in tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import botocore.exceptions
@@ -70,9 +70,15 @@ class ObjectClient(Protocol):
         ...
 
     def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
-        """Write an object in one request, optionally conditional."""
+        """Write an object in one request, optionally conditional, with user metadata."""
         ...
 
     def create_multipart(self, key: str) -> str:
@@ -211,9 +217,16 @@ class BotoObjectClient:
         return object_info(key, response)
 
     def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
+        extra: dict[str, Any] = {"Metadata": dict(metadata)} if metadata else {}
         response = self._call(
             "put_object",
             key,
@@ -222,6 +235,7 @@ class BotoObjectClient:
             Key=key,
             Body=body,
             **condition_args(if_none_match=if_none_match, if_match=if_match),
+            **extra,
             **self._write,
         )
         return put_result(response)
@@ -383,12 +397,23 @@ class MemoryObjectClient(MemoryClientBase):
         return self.backend.head(self.bucket, key)
 
     def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
         condition_args(if_none_match=if_none_match, if_match=if_match)
         return self.backend.put(
-            self.bucket, key, body, if_none_match=if_none_match, if_match=if_match
+            self.bucket,
+            key,
+            body,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            metadata=metadata,
         )
 
     def create_multipart(self, key: str) -> str:
@@ -479,11 +504,19 @@ class CountingClient:
             self.stats.record("HeadObject")
 
     def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
         try:
-            return self.inner.put(key, body, if_none_match=if_none_match, if_match=if_match)
+            return self.inner.put(
+                key, body, if_none_match=if_none_match, if_match=if_match, metadata=metadata
+            )
         finally:
             self.stats.record("PutObject", up=len(body))
 

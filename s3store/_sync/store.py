@@ -71,11 +71,12 @@ from s3store.types import (
     StoreStats,
     Versioned,
     check_mode,
-    md5_etag,
 )
 
 log = logging.getLogger("s3store")
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+WRITE_TOKEN = "s3store-write"
 
 # Process-wide: what the probe found per (endpoint, bucket), so each process probes once.
 _CAPABILITIES: dict[tuple[str, str], Capabilities] = {}
@@ -240,49 +241,56 @@ class S3SessionStore:
                 f"corrupt object: {exc.summary}", errors=exc.errors, bucket=self.bucket, key=key
             ) from exc
 
-    def _put(
-        self, key: str, body: bytes, mode: PutMode = "overwrite", *, expect_key: bool = True
-    ) -> PutResult:
-        """One conditional-aware PUT, with 409 retries and self-conflict detection."""
+    def _put(self, key: str, body: bytes, mode: PutMode = "overwrite") -> PutResult:
+        """One conditional-aware PUT, with 409 retries and self-conflict detection.
+
+        A conditional write carries a unique write token in its metadata
+        (``x-amz-meta-s3store-write``). If the write loses its condition, one HEAD tells
+        whether the object now holds *this* write: an attempt that landed but whose answer
+        was lost (retried by botocore, silently re-sent by aiohttp on a dropped connection,
+        or answered 409 after landing) then counts as the success it was, never as a
+        conflict. ETags are not compared: they are not MD5s under SSE-KMS or multipart.
+        """
         mode = check_mode(mode)
         client = self._object_client()
-        if mode != "overwrite":
-            self._require_conditions("conditional put", key)
+        if mode == "overwrite":
+            return self._retry_409(lambda: client.put(key, body))
+        self._require_conditions("conditional put", key)
         if_none_match = mode == "create"
         if_match = mode.etag if isinstance(mode, IfMatch) else None
+        token = {WRITE_TOKEN: uuid.uuid4().hex}
+        try:
+            return self._retry_409(
+                lambda: client.put(
+                    key, body, if_none_match=if_none_match, if_match=if_match, metadata=token
+                )
+            )
+        except (AlreadyExistsError, PreconditionFailedError) as exc:
+            current = client.head(key)
+            if current is not None and current.metadata.get(WRITE_TOKEN) == token[WRITE_TOKEN]:
+                return PutResult(etag=current.etag, version_id=current.version_id)
+            if isinstance(exc, PreconditionFailedError):
+                raise PreconditionFailedError(
+                    exc.summary,
+                    bucket=self.bucket,
+                    key=key,
+                    expected_etag=if_match,
+                    actual_etag=current.etag if current else None,
+                    status=exc.status,
+                ) from exc
+            raise
+
+    def _retry_409(self, request: Callable[[], T]) -> T:
+        """Run ``request``, retrying S3's 409 ConditionalRequestConflict with backoff."""
         attempt = 0
         while True:
             try:
-                return client.put(key, body, if_none_match=if_none_match, if_match=if_match)
+                return request()
             except ConditionalRequestConflictError:
                 attempt += 1
                 if attempt > self.settings.conflict_retries:
                     raise
                 sleep(_backoff(attempt))
-            except (AlreadyExistsError, PreconditionFailedError) as exc:
-                current = (
-                    client.head(key)
-                    if isinstance(exc, PreconditionFailedError) or exc.retry_attempts
-                    else None
-                )
-                # A request the SDK retried after its first attempt had landed "loses" to
-                # itself: if the object now holds exactly our bytes, the write is ours.
-                if (
-                    exc.retry_attempts
-                    and current is not None
-                    and _same_etag(current.etag, md5_etag(body))
-                ):
-                    return PutResult(etag=current.etag, version_id=current.version_id)
-                if isinstance(exc, PreconditionFailedError):
-                    raise PreconditionFailedError(
-                        exc.summary,
-                        bucket=self.bucket,
-                        key=key,
-                        expected_etag=if_match,
-                        actual_etag=current.etag if current else None,
-                        status=exc.status,
-                    ) from exc
-                raise
 
     def _require_conditions(self, what: str, key: str) -> None:
         caps = self._conditions()
@@ -693,9 +701,9 @@ class S3SessionStore:
         key = self.layout.blob_key(digest)
         try:
             if len(data) >= self.settings.multipart_threshold:
-                self._put_multipart(key, data)
+                self._retry_409(lambda: self._put_multipart(key, data))
             else:
-                client.put(key, data, if_none_match=True)
+                self._retry_409(lambda: client.put(key, data, if_none_match=True))
         except AlreadyExistsError:
             # Same key, same bytes: the digest is in the key. Nothing to do.
             pass
@@ -815,13 +823,16 @@ class S3SessionStore:
         key = self.layout.probe_key(uuid.uuid4().hex)
         missing = self.layout.probe_key(uuid.uuid4().hex)
         wrong = '"00000000000000000000000000000000"'
-        client.put(key, b"probe-1", if_none_match=True)
+        # A unique scratch key: a plain PUT cannot lose to its own retry.
+        self._retry_409(lambda: client.put(key, b"probe-1"))
         try:
-            if_none_match = _rejected(lambda: client.put(key, b"probe-2", if_none_match=True))
-            if_match = _rejected(lambda: client.put(key, b"probe-3", if_match=wrong))
+            if_none_match = self._rejected(
+                lambda: client.put(key, b"probe-2", if_none_match=True)
+            )
+            if_match = self._rejected(lambda: client.put(key, b"probe-3", if_match=wrong))
             missing_status: int | None = None
             try:
-                client.put(missing, b"probe-4", if_match=wrong)
+                self._retry_409(lambda: client.put(missing, b"probe-4", if_match=wrong))
                 client.delete(missing)
             except PreconditionFailedError as exc:
                 missing_status = exc.status
@@ -844,6 +855,14 @@ class S3SessionStore:
         )
         self._capabilities = caps
         return caps
+
+    def _rejected(self, request: Callable[[], PutResult]) -> bool:
+        """Whether a conditional request that must fail did fail (409s retried)."""
+        try:
+            self._retry_409(request)
+        except (AlreadyExistsError, PreconditionFailedError, ObjectNotFoundError):
+            return True
+        return False
 
     # -- leases --------------------------------------------------------------------------
 
@@ -1041,10 +1060,6 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(1.0, 0.02 * 2**attempt))
 
 
-def _same_etag(a: str, b: str) -> bool:
-    return a.strip().strip('"') == b.strip().strip('"')
-
-
 def _peek_id(head: bytes) -> str | None:
     """The ``id`` at the start of a SessionData document (Rust writes it first), if there."""
     match = _ID_PREFIX.match(head)
@@ -1060,12 +1075,3 @@ def _peek_id(head: bytes) -> str | None:
 def _looks_like_snapshot(body: bytes) -> bool:
     head = body[:256].lstrip()
     return head.startswith(b"{") and (b'"schema_version"' in head[:64] or b'"session"' in head[:64])
-
-
-def _rejected(request: Callable[[], PutResult]) -> bool:
-    """Whether a conditional request that must fail did fail."""
-    try:
-        request()
-    except (AlreadyExistsError, PreconditionFailedError, ObjectNotFoundError):
-        return True
-    return False
