@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install lint format unasync test test-fast demo bench localstack localstack-stop test-localstack lock clean
 
+# The bench extra is part of the dev install: mypy checks bench/ against strands and matplotlib.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
 install: $(STAMP)
@@ -58,7 +59,6 @@ test-localstack: install
 
 # Every scenario, both servers, 3 repeats; BENCH_ARGS="--quick" for a smoke run.
 bench: install
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lock:
