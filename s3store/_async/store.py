@@ -420,17 +420,27 @@ class AsyncS3SessionStore:
         document with a ranged GET, as upstream checks ownership.
         """
         key = self.layout.session_key(id)
-        client = await self._object_client()
-        if self.layout.name == "v1" or "_" not in safe_session_id(id):
+        if self._unambiguous(id):
+            client = await self._object_client()
             return await client.head(key) is not None
+        return await self._stored_id(key) == id
+
+    def _unambiguous(self, id: str) -> bool:
+        """Whether no other id can share this id's session key."""
+        return self.layout.name == "v1" or "_" not in safe_session_id(id)
+
+    async def _stored_id(self, key: str) -> str | None:
+        """The id of the session stored at ``key`` (None if there is none), read from the
+        document's first bytes with a ranged GET (Rust writes ``id`` first)."""
+        client = await self._object_client()
         got = await client.get(key, max_bytes=None, range_end=_ID_PEEK_BYTES)
         if got is None:
-            return False
+            return None
         stored = _peek_id(got.body)
-        if stored is None:  # id not in the first bytes: read the whole document
+        if stored is None:  # not in the first bytes (a huge id): read the whole document
             session = await self.load_versioned_unchecked(key)
-            return session is not None and session.id == id
-        return stored == id
+            return session.id if session else None
+        return stored
 
     async def load_versioned_unchecked(self, key: str) -> SessionData | None:
         """The session document stored at ``key``, whatever id it holds (for tools: ls, fsck).
@@ -479,12 +489,8 @@ class AsyncS3SessionStore:
         """
         key = self.layout.session_key(id)
         client = await self._object_client()
-        if self.layout.name == "legacy" and "_" in safe_session_id(id):
-            got = await client.get(key, max_bytes=None, range_end=_ID_PEEK_BYTES)
-            stored = None if got is None else _peek_id(got.body)
-            if got is not None and stored is None:
-                whole = await self.load_versioned_unchecked(key)
-                stored = whole.id if whole else None
+        if not self._unambiguous(id):
+            stored = await self._stored_id(key)
             if stored is not None and stored != id:
                 raise KeyCollisionError(
                     "refusing to delete: the stored session belongs to another id",
