@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from s3store import codec
+from s3store.demo import session_config
 from s3store.models import SessionData
 
 # Words with non-ASCII text and characters that need escaping.
@@ -70,30 +71,7 @@ def build_session(messages: int = 2000, seed: int = 7) -> dict[str, Any]:
             out.append(msg)
     return {
         "id": "bench-session",
-        "config": {
-            "name": "bench",
-            "workspace": "/work",
-            "system_prompt": "You are helpful.",
-            "max_context_length": 200000,
-            "auto_compact": True,
-            "auto_compact_threshold": 0.8,
-            "storage_type": "file",
-            "planning_mode": "Auto",
-            "goal_tracking": False,
-            "tool_presentation_profile": {
-                "schema": "a3s.code.tool-presentation-profile.v1",
-                "mode": "adaptive",
-            },
-            "tool_result_transform_policy": {
-                "schema": "a3s.code.tool-result-transform-policy.v1",
-                "max_output_bytes": 102400,
-                "head_bytes": 102400,
-                "tail_bytes": 0,
-                "fold_repeated_lines": False,
-                "repeated_line_threshold": 3,
-                "structured_sample_items": 0,
-            },
-        },
+        "config": session_config("bench", "/work"),
         "state": "Active",
         "messages": out,
         "context_usage": {

@@ -43,7 +43,6 @@ class _Stored:
     body: bytes
     etag: str
     last_modified: datetime
-    version: int
     metadata: dict[str, str]
 
 
@@ -65,7 +64,6 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, _Stored]] = {}
         self._sorted: dict[str, list[str]] = {}
-        self._versions = 0
         self._uploads: dict[str, tuple[str, str, dict[int, bytes]]] = {}
 
     # -- buckets -------------------------------------------------------------------------
@@ -131,10 +129,7 @@ class MemoryBackend:
             if not self.ignore_conditions:
                 self._check(bucket, key, current, if_none_match=if_none_match, if_match=if_match)
             now = self.clock()
-            self._versions += 1
-            stored = _Stored(
-                bytes(body), etag or md5_etag(body), now, self._versions, dict(metadata or {})
-            )
+            stored = _Stored(bytes(body), etag or md5_etag(body), now, dict(metadata or {}))
             if current is None:
                 bisect.insort(self._sorted[bucket], key)
             objects[key] = stored

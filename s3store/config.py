@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -75,7 +75,6 @@ class StoreSettings:
     sse_kms_key_id: str | None = None
     on_unenforced_conditions: Literal["raise", "warn"] = "raise"
     conflict_retries: int = 5
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.bucket or not isinstance(self.bucket, str):

@@ -86,6 +86,34 @@ def _tool_turn(tool_id: str, command: str, output: str) -> list[dict[str, Any]]:
     ]
 
 
+def session_config(name: str, workspace: str) -> dict[str, Any]:
+    """A ``SessionConfig`` document in the current writer's shape (as in ``session.json``)."""
+    return {
+        "name": name,
+        "workspace": workspace,
+        "system_prompt": "You are helpful.",
+        "max_context_length": 200000,
+        "auto_compact": True,
+        "auto_compact_threshold": 0.8,
+        "storage_type": "file",
+        "planning_mode": "Auto",
+        "goal_tracking": False,
+        "tool_presentation_profile": {
+            "schema": "a3s.code.tool-presentation-profile.v1",
+            "mode": "adaptive",
+        },
+        "tool_result_transform_policy": {
+            "schema": "a3s.code.tool-result-transform-policy.v1",
+            "max_output_bytes": 102400,
+            "head_bytes": 102400,
+            "tail_bytes": 0,
+            "fold_repeated_lines": False,
+            "repeated_line_threshold": 3,
+            "structured_sample_items": 0,
+        },
+    }
+
+
 def demo_session(id: str, n: int) -> SessionData:
     """A session shaped like the fixture ``session.json`` (current writer's shape)."""
     messages = [_text("user", f"Build the project and run the tests ({id}).")]
@@ -95,30 +123,7 @@ def demo_session(id: str, n: int) -> SessionData:
     )
     doc = {
         "id": id,
-        "config": {
-            "name": f"Demo session {n}",
-            "workspace": "/home/user/project",
-            "system_prompt": "You are helpful.",
-            "max_context_length": 200000,
-            "auto_compact": True,
-            "auto_compact_threshold": 0.8,
-            "storage_type": "file",
-            "planning_mode": "Auto",
-            "goal_tracking": False,
-            "tool_presentation_profile": {
-                "schema": "a3s.code.tool-presentation-profile.v1",
-                "mode": "adaptive",
-            },
-            "tool_result_transform_policy": {
-                "schema": "a3s.code.tool-result-transform-policy.v1",
-                "max_output_bytes": 102400,
-                "head_bytes": 102400,
-                "tail_bytes": 0,
-                "fold_repeated_lines": False,
-                "repeated_line_threshold": 3,
-                "structured_sample_items": 0,
-            },
-        },
+        "config": session_config(f"Demo session {n}", "/home/user/project"),
         "state": "Active",
         "messages": messages,
         "context_usage": {

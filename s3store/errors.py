@@ -48,9 +48,6 @@ class StoreError(Exception):
         key: the object key involved, when known.
     """
 
-    retry_attempts: int = 0
-    """How many times the SDK had retried the request before this answer (0: first try)."""
-
     def __init__(self, message: str, *, bucket: str | None = None, key: str | None = None) -> None:
         self.bucket = bucket
         self.key = key
@@ -336,22 +333,6 @@ def translate_error(
     """
     if isinstance(exc, StoreError):
         return exc
-    error = _translate(exc, operation, bucket, key, if_none_match, if_match)
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        meta = response.get("ResponseMetadata") or {}
-        error.retry_attempts = int(meta.get("RetryAttempts") or 0)
-    return error
-
-
-def _translate(
-    exc: BaseException,
-    operation: str,
-    bucket: str | None,
-    key: str | None,
-    if_none_match: bool,
-    if_match: str | None,
-) -> StoreError:
     code, status = error_code(exc)
     what = f"{operation} failed"
     if not code:

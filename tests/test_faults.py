@@ -588,11 +588,8 @@ class _KmsLikeLostAnswer:
         )
         if if_none_match and key not in self._lost:
             self._lost.add(key)
-            try:  # the SDK's retry of a request whose answer was lost
-                await self.inner.put(key, body, if_none_match=True, metadata=metadata)
-            except AlreadyExistsError as exc:
-                exc.retry_attempts = 1
-                raise
+            # The SDK's retry of a request whose answer was lost: it gets a 412.
+            await self.inner.put(key, body, if_none_match=True, metadata=metadata)
         return replace(result, etag=self._kms(result.etag))
 
     def __getattr__(self, name: str) -> Any:

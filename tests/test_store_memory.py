@@ -57,7 +57,6 @@ class ScriptedClient(AsyncMemoryObjectClient):
                     error = PreconditionFailedError(
                         "412 after retry", bucket=self.bucket, key=key, expected_etag=if_match
                     )
-                error.retry_attempts = 1
                 raise error
         return await super().put(key, body, **conditions)
 

@@ -140,7 +140,6 @@ class AsyncBotoObjectClient:
     def __init__(self, client: Any, settings: StoreSettings) -> None:
         self.bucket = settings.bucket
         self._client = client
-        self._settings = settings
         self._owner = owner_args(settings)
         self._write = write_args(settings)
 
