@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint format unasync test test-fast demo bench localstack localstack-stop test-localstack lock clean
+.PHONY: install lint format unasync test test-fast demo bench sim localstack localstack-stop test-localstack test-deps lock clean
 
 # The bench extra is part of the dev install: mypy checks bench/ against strands and matplotlib.
 $(STAMP): pyproject.toml constraints.txt
@@ -54,8 +54,22 @@ LOCALSTACK_PORT ?= 4566
 test-localstack: install
 	bash localstack/hostmode.sh start
 	S3STORE_TEST_BACKENDS=localstack LOCALSTACK_ENDPOINT=http://127.0.0.1:$(LOCALSTACK_PORT) \
-		$(BIN)/pytest tests/_async tests/_sync tests/test_concurrency.py -p no:cacheprovider; \
+		$(BIN)/pytest tests/_async tests/_sync tests/test_concurrency.py tests/test_lambda_handler.py \
+		tests/test_leases.py -p no:cacheprovider; \
 		status=$$?; bash localstack/hostmode.sh stop; exit $$status
+
+# Dependency ranges and the wheel (.ci/test-deps.sh), each in a fresh .venv-deps-* venv, on
+# the in-memory client and moto server: newest and lowest versions pyproject.toml allows
+# (Python 3.11), the lock on Python 3.12 and 3.13, and the built wheel installed outside the
+# source tree. DEPS_JOBS="lowest wheel" runs a subset.
+DEPS_JOBS ?=
+test-deps:
+	bash .ci/test-deps.sh $(DEPS_JOBS)
+
+# The fleet simulator over more seeds than `make test` runs (SEEDS per profile).
+SEEDS ?= 500
+sim: install
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --keep-going
 
 # Every scenario, both servers, 3 repeats; BENCH_ARGS="--quick" for a smoke run.
 bench: install
@@ -68,4 +82,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .venv-localstack .localstack .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-deps-* .venv-localstack .localstack .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -47,6 +47,11 @@ class Sizes:
     cold_runs: int = 5
     blake3_sizes: tuple[int, ...] = (1 * _data.MIB, 64 * _data.MIB)
     blake3_hash_runs: int = 5
+    # (label, messages, concurrency levels, ops per level): about 220 KiB and 5 MB
+    large_sessions: tuple[tuple[str, int, tuple[int, ...], int], ...] = (
+        ("220 KiB", 90, (1, 4, 16, 64), 64),
+        ("5 MB", 2000, (1, 4, 16), 16),
+    )
 
 
 FULL = Sizes()
@@ -59,6 +64,7 @@ QUICK = Sizes(
     cold_runs=1,
     blake3_sizes=(1 * _data.MIB, 16 * _data.MIB),
     blake3_hash_runs=2,
+    large_sessions=(("220 KiB", 90, (1, 4), 8), ("5 MB", 2000, (1,), 2)),
 )
 
 
@@ -817,6 +823,89 @@ def scenario_sweep(server: Server, sizes: Sizes, repeat: int, tag: str) -> Secti
     return section
 
 
+# == 4b. large sessions ===================================================================
+
+
+def scenario_large(server: Server, sizes: Sizes, repeat: int, tag: str) -> Section:
+    """Save and load of 220 KiB and 5 MB sessions (varied messages) against the raw floor."""
+    from bench_codec import build_session
+
+    from s3store import AsyncS3SessionStore, codec
+    from s3store.keys import Layout
+    from s3store.models import SessionData
+
+    section = Section("large", "4b. Large sessions", server.name)
+    cases = [(label, msgs, levels, ops) for label, msgs, levels, ops in sizes.large_sessions]
+    section.data["workload"] = "; ".join(
+        f"{label}: {ops} saves then {ops} loads per level, concurrency {'/'.join(map(str, lv))}"
+        for label, _, lv, ops in cases
+    )
+
+    def run_case(label: str, messages: int, levels: tuple[int, ...], ops: int) -> None:
+        session = SessionData.model_validate(build_session(messages))
+        body = codec.dumps(session)
+        n_ids = max(levels)
+        sessions = [session.model_copy(update={"id": f"L{i:03d}"}) for i in range(n_ids)]
+        bodies = [codec.dumps(s) for s in sessions]
+        size = f"{label} ({len(body) / 1024:.0f} KiB)"
+
+        async def s3(prefix: str, conc: int) -> tuple[Measure, Measure]:
+            async with AsyncS3SessionStore(
+                bucket=BUCKET, prefix=prefix, endpoint_url=server.endpoint, region_name=REGION
+            ) as store:
+                await store.save(sessions[0])
+                await store.load(sessions[0].id)
+                store.stats.reset()
+                with measured(ops, store.stats) as saved:
+                    await bounded(
+                        [partial(store.save, sessions[i % n_ids]) for i in range(ops)], conc
+                    )
+                store.stats.reset()
+                with measured(ops, store.stats) as loaded:
+                    await bounded(
+                        [partial(store.load, f"L{i % n_ids:03d}") for i in range(ops)], conc
+                    )
+                return saved[0], loaded[0]
+
+        async def raw(prefix: str, conc: int) -> tuple[Measure, Measure]:
+            layout = Layout(prefix, "legacy")
+            keys = [layout.session_key(f"L{i:03d}") for i in range(n_ids)]
+            async with RawAsync(server) as client:
+                await client.put(keys[0], bodies[0])
+                await client.get(keys[0])
+                client.counter.reset()
+                with measured(ops, client.counter) as saved:
+                    await bounded(
+                        [
+                            partial(client.put, keys[i % n_ids], bodies[i % n_ids])
+                            for i in range(ops)
+                        ],
+                        conc,
+                    )
+                client.counter = Counter()
+                with measured(ops, client.counter) as loaded:
+                    await bounded([partial(client.get, keys[i % n_ids]) for i in range(ops)], conc)
+                return saved[0], loaded[0]
+
+        for r in range(repeat):
+            for conc in levels:
+                log(f"large {label} r{r} concurrency {conc}")
+                put, get = asyncio.run(raw(f"{tag}/large/raw/{messages}/r{r}/c{conc}", conc))
+                section.row(f"raw floor: put_object {size}", concurrency=conc).runs.append(put)
+                section.row(f"raw floor: get_object {size}", concurrency=conc).runs.append(get)
+                save, load = asyncio.run(s3(f"{tag}/large/s3/{messages}/r{r}/c{conc}", conc))
+                row = section.row(f"s3store save {size}", concurrency=conc)
+                row.floor = f"raw floor: put_object {size}"
+                row.runs.append(save)
+                row = section.row(f"s3store load {size}", concurrency=conc)
+                row.floor = f"raw floor: get_object {size}"
+                row.runs.append(load)
+
+    for label, messages, levels, ops in cases:
+        run_case(label, messages, levels, ops)
+    return section
+
+
 def plot_sweep(sections: list[Section], path: Path) -> None:
     import matplotlib
 
@@ -1075,6 +1164,7 @@ SCENARIOS: dict[str, Callable[[Server, Sizes, int, str], Section]] = {
     "restore": scenario_restore,
     "artifacts": scenario_artifacts,
     "sweep": scenario_sweep,
+    "large": scenario_large,
     "cold": scenario_cold,
     "blake3": scenario_blake3,
 }

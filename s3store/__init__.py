@@ -48,6 +48,10 @@ _LAZY: dict[str, str] = {
     "InvalidIdError": "s3store.errors",
     "CorruptObjectError": "s3store.errors",
     "UnsupportedBackendError": "s3store.errors",
+    "TransientError": "s3store.errors",
+    "ConfigurationError": "s3store.errors",
+    "InvalidArgumentError": "s3store.errors",
+    "OutcomeUnknownError": "s3store.errors",
 }
 
 __all__ = sorted(_LAZY)
@@ -83,10 +87,22 @@ if TYPE_CHECKING:
         LeaseLostError as LeaseLostError,
     )
     from s3store.errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from s3store.errors import (
+        InvalidArgumentError as InvalidArgumentError,
+    )
+    from s3store.errors import (
+        OutcomeUnknownError as OutcomeUnknownError,
+    )
+    from s3store.errors import (
         PreconditionFailedError as PreconditionFailedError,
     )
     from s3store.errors import (
         StoreError as StoreError,
+    )
+    from s3store.errors import (
+        TransientError as TransientError,
     )
     from s3store.errors import (
         UnsupportedBackendError as UnsupportedBackendError,

@@ -9,7 +9,8 @@ Behaviour follows AWS S3:
 - ETag = quoted MD5 of the body (``"<md5>-<parts>"`` for multipart uploads).
 - ``If-None-Match: *`` on an existing key → 412; ``If-Match`` with a stale ETag → 412; ``If-Match``
   on a missing key → 404 (``if_match_missing_status=412`` mimics SeaweedFS / MinIO / R2).
-- Conditional delete with ``If-Match`` (``conditional_delete=False`` mimics LocalStack's 501).
+- Conditional delete with ``If-Match`` (``conditional_delete=False`` mimics LocalStack's 501;
+  ``ignore_conditional_delete=True`` mimics servers that delete whatever the ETag says).
 - ``ignore_conditions=True`` mimics servers that silently ignore conditional headers
   (s3rver, old Ceph), so the capability probe can be tested against it.
 - Listing is lexicographic with ``Prefix``, ``Delimiter``, ``MaxKeys`` (≤ 1000) and a
@@ -55,9 +56,11 @@ class MemoryBackend:
         ignore_conditions: bool = False,
         if_match_missing_status: int = 404,
         conditional_delete: bool = True,
+        ignore_conditional_delete: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.ignore_conditions = ignore_conditions
+        self.ignore_conditional_delete = ignore_conditional_delete
         self.if_match_missing_status = if_match_missing_status
         self.conditional_delete = conditional_delete
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -218,7 +221,8 @@ class MemoryBackend:
         with self._lock:
             objects = self._objects(bucket)
             current = objects.get(key)
-            if if_match is not None and not self.ignore_conditions:
+            ignored = self.ignore_conditions or self.ignore_conditional_delete
+            if if_match is not None and not ignored:
                 if not self.conditional_delete:
                     raise UnsupportedBackendError(
                         "DeleteObject with If-Match is not implemented (501)",

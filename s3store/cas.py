@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,42 @@ def blake3_hex(data: bytes | memoryview) -> str:
     for start in range(0, len(view), _STREAM_CHUNK):
         hasher.update(view[start : start + _STREAM_CHUNK])
     return hasher.hexdigest()
+
+
+# Every upload of a blob appends a trailer: 16 random bytes, then this magic. The content
+# (and so the digest) is unchanged, but each upload's bytes, and so its ETag, are unique: gc
+# deletes a blob only with If-Match on the ETag it listed, so a writer that re-uploads
+# ("freshens") a blob gc is about to collect makes that delete fail. See FORMAT.md.
+BLOB_TRAILER_MAGIC = b"S3SBLOB1"
+BLOB_NONCE_BYTES = 16
+BLOB_TRAILER_BYTES = BLOB_NONCE_BYTES + len(BLOB_TRAILER_MAGIC)
+
+
+def blob_trailer() -> bytes:
+    """A fresh trailer for one upload of a blob."""
+    return uuid.uuid4().bytes + BLOB_TRAILER_MAGIC
+
+
+def blob_payload(body: bytes) -> bytes:
+    """The content of a stored blob: the body without its trailer (legacy blobs have none)."""
+    if len(body) >= BLOB_TRAILER_BYTES and body.endswith(BLOB_TRAILER_MAGIC):
+        return body[:-BLOB_TRAILER_BYTES]
+    return body
+
+
+def open_blob(body: bytes, digest: str) -> bytes | None:
+    """The verified content of a stored blob, or None if it does not hash to ``digest``.
+
+    A body that ends with the trailer magic is checked without its trailer first; a blob
+    written before trailers existed (or whose content happens to end with the magic) is then
+    checked whole.
+    """
+    payload = blob_payload(body)
+    if blake3_hex(payload) == digest:
+        return payload
+    if payload is not body and blake3_hex(body) == digest:
+        return body
+    return None
 
 
 @dataclass(frozen=True)
@@ -82,11 +119,18 @@ class SplitManifest:
     blobs: dict[str, bytes]
 
 
-def split_artifacts(store: ArtifactStore, *, inline_threshold: int) -> SplitManifest:
+def split_artifacts(
+    store: ArtifactStore,
+    *,
+    inline_threshold: int,
+    address: Callable[[bytes], str] = blake3_hex,
+) -> SplitManifest:
     """Turn an ArtifactStore into a manifest with blob references plus the blob bodies.
 
     Large contents are never JSON-encoded: each is swapped for a unique placeholder before
     the manifest is serialised, and the placeholder's text is then replaced by the reference.
+    ``address`` names a blob by its content: the plain BLAKE3 digest, or the keyed BLAKE3
+    address when the store encrypts (:meth:`s3store.crypto.KeyRing.blob_address`).
     """
     blobs: dict[str, bytes] = {}
     refs: dict[str, BlobRef] = {}
@@ -97,7 +141,7 @@ def split_artifacts(store: ArtifactStore, *, inline_threshold: int) -> SplitMani
         if len(data) < inline_threshold:
             artifacts.append(artifact)
             continue
-        digest = blake3_hex(data)
+        digest = address(data)
         blobs[digest] = data
         placeholder = f"s3store-blob-ref-{nonce}-{index}"
         refs[placeholder] = BlobRef(digest=digest, size=len(data))

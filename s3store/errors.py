@@ -5,27 +5,41 @@ Hierarchy::
     StoreError                              root of everything s3store raises
     ├── ConfigurationError (ValueError)     bad prefix, URL, option; usage errors
     ├── InvalidIdError (ValueError)         an id that cannot become a safe key
+    ├── InvalidArgumentError (TypeError)    a value of the wrong type given to a store method
     ├── DocumentError (ValueError)          a document that does not match the wire format
     │   ├── CorruptObjectError              ... read from the bucket (names bucket and key)
     │   └── DocumentTooLargeError           ... over the 256 MiB document cap
-    ├── KeyCollisionError                   stored document belongs to another id
-    ├── IntegrityError                      blob bytes do not hash to their key
+    ├── KeyCollisionError (ValueError)      stored document belongs to another id
+    ├── IntegrityError (ValueError)         blob bytes do not hash to their key
     ├── ObjectNotFoundError (FileNotFoundError)
-    ├── BucketNotFoundError
+    ├── BucketNotFoundError (LookupError)
     ├── AccessDeniedError (PermissionError)
-    ├── ConflictError                       a conditional request lost
+    ├── ConflictError (RuntimeError)        a conditional request lost
     │   ├── AlreadyExistsError (FileExistsError)   create-only put on an existing key
     │   ├── PreconditionFailedError         If-Match with a stale (or missing) ETag
     │   ├── ConditionalRequestConflictError 409 from S3: retry after re-reading
     │   ├── LeaseHeldError                  the lease is someone else's and not expired
     │   └── LeaseLostError                  another holder took the lease over
-    ├── UnsupportedBackendError             the server does not do what was asked
-    ├── TransientError                      5xx / SlowDown / network, after retries
-    └── BackendError                        any other S3 error (code and status kept)
+    ├── UnsupportedBackendError (NotImplementedError)   the server does not do what was asked
+    ├── TransientError (RuntimeError)       5xx / SlowDown / network, after retries
+    │   └── OutcomeUnknownError             a write that may or may not have landed
+    └── BackendError (RuntimeError)         any other S3 error (code and status kept)
 
-Every message names the bucket and key (and ETags where they matter) in a trailing
-``[bucket=…, key=…]`` block, so logs can be grepped by key. Credentials never appear:
-messages are built only from the fields named here.
+Every class below the root also inherits the builtin in parentheses (a subclass inherits
+its parent's), so ``except ValueError`` / ``except FileNotFoundError`` style handlers work.
+None of them is an ``OSError`` except where the builtin says so (``FileNotFoundError``,
+``FileExistsError``, ``PermissionError``): file-handling code that catches ``OSError`` does
+not swallow a network failure by accident.
+
+Every error that concerns a bucket names it (and the key, id and ETags where they matter) in
+a trailing ``[bucket=…, key=…]`` block, so logs can be grepped by key. Errors raised before
+any bucket is known (a missing or malformed configuration value) have no such block; they
+say in one line what to change. Credentials never appear: messages are built only from the
+fields named here.
+
+botocore's client-side exceptions that mean the configuration is wrong (no credentials, a
+malformed bucket name or parameter, an invalid region or endpoint) are mapped to
+:class:`ConfigurationError`, not :class:`TransientError`: retrying cannot help.
 """
 
 from __future__ import annotations
@@ -46,7 +60,11 @@ class StoreError(Exception):
     Attributes:
         bucket: the bucket involved, when known.
         key: the object key involved, when known.
+        retried: the SDK sent the request more than once before this answer (an earlier
+            attempt may have been applied although its answer never arrived).
     """
+
+    retried: bool = False
 
     def __init__(self, message: str, *, bucket: str | None = None, key: str | None = None) -> None:
         self.bucket = bucket
@@ -82,6 +100,12 @@ class InvalidIdError(StoreError, ValueError):
         return {"id": repr(self.id) if self.id is not None else None}
 
 
+class InvalidArgumentError(StoreError, TypeError):
+    """A store method got a value of the wrong type (a dict that is not a valid document is
+    a :class:`DocumentError`; a model of another type, a string where a list belongs, or
+    an ``update()`` function that returned nothing is this)."""
+
+
 class DocumentError(StoreError, ValueError):
     """A JSON document does not match the a3s-code wire format.
 
@@ -115,7 +139,7 @@ class DocumentTooLargeError(DocumentError):
     """A document is over the size cap (256 MiB, as in a3s-code)."""
 
 
-class KeyCollisionError(StoreError):
+class KeyCollisionError(StoreError, ValueError):
     """The object at an id's key holds a document for a different id.
 
     In the legacy layout ``a/b`` and ``a_b`` share a key; the store refuses to hand one
@@ -133,7 +157,7 @@ class KeyCollisionError(StoreError):
         return {"requested": repr(self.requested), "stored": repr(self.stored)}
 
 
-class IntegrityError(StoreError):
+class IntegrityError(StoreError, ValueError):
     """A content-addressed blob's bytes do not hash to the digest in its key."""
 
     def __init__(
@@ -151,7 +175,7 @@ class ObjectNotFoundError(StoreError, FileNotFoundError):
     """The object does not exist (only raised where a missing object is an error)."""
 
 
-class BucketNotFoundError(StoreError):
+class BucketNotFoundError(StoreError, LookupError):
     """The bucket does not exist."""
 
 
@@ -159,7 +183,7 @@ class AccessDeniedError(StoreError, PermissionError):
     """The credentials in use may not perform the request."""
 
 
-class ConflictError(StoreError):
+class ConflictError(StoreError, RuntimeError):
     """A conditional request did not apply because the object changed (or exists)."""
 
 
@@ -235,7 +259,7 @@ class LeaseLostError(ConflictError):
         }
 
 
-class UnsupportedBackendError(StoreError):
+class UnsupportedBackendError(StoreError, NotImplementedError):
     """The S3 server does not support (or silently ignores) what the operation needs."""
 
 
@@ -259,11 +283,26 @@ class _CodedError(StoreError):
         return {"code": self.code, "status": self.status}
 
 
-class TransientError(_CodedError):
-    """A retryable failure (5xx, SlowDown, timeout, connection reset) that outlived retries."""
+class TransientError(_CodedError, RuntimeError):
+    """A retryable failure (5xx, SlowDown, timeout, connection reset) that outlived retries.
+
+    On a read it means the read did not happen. On a write the store never lets a bare
+    TransientError through: it checks what landed and raises :class:`OutcomeUnknownError`
+    when it cannot tell.
+    """
 
 
-class BackendError(_CodedError):
+class OutcomeUnknownError(TransientError):
+    """A write may or may not have been applied, and the store could not find out which.
+
+    FoundationDB's ``commit_unknown_result``: the request (or one of the SDK's retries of
+    it) may have landed before the answer was lost. The store has not retried the operation
+    on its own (``update()`` never re-runs ``fn`` after this). Read the object again to see
+    which happened, then decide; blind re-application can apply a change twice.
+    """
+
+
+class BackendError(_CodedError, RuntimeError):
     """Any other error answered by the S3 server; ``code`` and ``status`` are kept."""
 
 
@@ -334,7 +373,32 @@ def translate_error(
     if isinstance(exc, StoreError):
         return exc
     code, status = error_code(exc)
+    error = _translate(exc, code, status, operation, bucket, key, if_none_match, if_match)
+    error.retried = _retry_attempts(exc) > 0
+    return error
+
+
+def _retry_attempts(exc: BaseException) -> int:
+    response = getattr(exc, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    attempts = meta.get("RetryAttempts") if isinstance(meta, Mapping) else None
+    return attempts if isinstance(attempts, int) else 0
+
+
+def _translate(
+    exc: BaseException,
+    code: str,
+    status: int | None,
+    operation: str,
+    bucket: str | None,
+    key: str | None,
+    if_none_match: bool,
+    if_match: str | None,
+) -> StoreError:
     what = f"{operation} failed"
+    misconfigured = _configuration_problem(exc, bucket)
+    if misconfigured is not None:
+        return ConfigurationError(f"{what}: {misconfigured}", bucket=bucket, key=key)
     if not code:
         # Not a ClientError: connection reset, read timeout, endpoint unreachable, ...
         name = type(exc).__name__
@@ -375,6 +439,41 @@ def translate_error(
     )
 
 
+# botocore exceptions raised before a request is sent because the configuration is wrong:
+# class name -> how to fix it (one line). Matched by name, so this module imports no botocore.
+_CONFIGURATION_HINTS = {
+    "NoCredentialsError": "no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run where an IAM role is attached",
+    "PartialCredentialsError": "incomplete AWS credentials: set both AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)",
+    "ProfileNotFound": "the AWS profile does not exist: check AWS_PROFILE / --profile",
+    "NoRegionError": "no AWS region: set AWS_REGION (or pass region_name= / --region)",
+    "InvalidRegionError": "invalid AWS region name: use one like us-east-1",
+    "InvalidEndpointConfigurationError": "invalid endpoint configuration",
+    "UnknownEndpointError": "cannot resolve an endpoint: check the region and endpoint_url",
+}
+
+
+def _configuration_problem(exc: BaseException, bucket: str | None) -> str | None:
+    """One line saying what to fix, if ``exc`` is a client-side configuration mistake."""
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    if not any(cls.__module__.startswith("botocore") for cls in type(exc).__mro__):
+        return None
+    for name in names:
+        if name in _CONFIGURATION_HINTS:
+            return _CONFIGURATION_HINTS[name]
+    if "ParamValidationError" in names:
+        text = str(exc)
+        if "Bucket" in text and bucket is not None:
+            return (
+                f"{bucket!r} is not a valid bucket name: pass the bucket's name only "
+                "(for s3://bucket/prefix use from_url() or S3STORE_URL)"
+            )
+        first = text.strip().splitlines()[0] if text.strip() else "invalid parameter"
+        return f"invalid request parameter: {first[:200]}"
+    return None
+
+
 def _server_message(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, Mapping):
@@ -395,11 +494,13 @@ __all__ = [
     "DocumentError",
     "DocumentTooLargeError",
     "IntegrityError",
+    "InvalidArgumentError",
     "InvalidIdError",
     "KeyCollisionError",
     "LeaseHeldError",
     "LeaseLostError",
     "ObjectNotFoundError",
+    "OutcomeUnknownError",
     "PreconditionFailedError",
     "StoreError",
     "TransientError",

@@ -11,6 +11,7 @@ Two layouts mirror the two directory trees of a3s-code's ``FileSessionStore``:
     <prefix>/runs/<safe_id>.json                  run records
     <prefix>/subagent_tasks/<safe_id>.json        subagent task snapshots
     <prefix>/loop_checkpoints/<safe_run_id>.json  loop checkpoint
+    <prefix>/workflow_checkpoints/<safe_wf_id>.json  workflow checkpoint
     <prefix>/.health_check                        health probe (deleted right away)
 
 ``safe_id`` is exactly the Rust ``safe_session_id``: every ``/`` and ``\\`` becomes ``_``, then
@@ -23,13 +24,15 @@ is why the store checks the id embedded in a document on load.
     <prefix>/v1/artifacts/id_<b64>/artifacts.json
     <prefix>/v1/{traces,verification,runs,subagent_tasks}/id_<b64>.json
     <prefix>/v1/loop_checkpoints/id_<b64(run_id)>.json
+    <prefix>/v1/workflow_checkpoints/id_<b64(workflow_id)>.json
 
 ``<b64>`` is URL-safe base64 of the UTF-8 id without ``=`` padding.
 
 Both layouts share s3store's own objects, which the Rust store never sees::
 
     <prefix>/blobs/blake3/<2 hex>/<64 hex>        content-addressed artifact bodies
-    <prefix>/leases/<safe or b64 id>.json         writer leases
+    <prefix>/leases/<safe_id>.json                writer leases (legacy layout)
+    <prefix>/v1/leases/id_<b64>.json              writer leases (v1 layout)
 
 Ids s3store refuses (``InvalidIdError``) beyond what the Rust store does: the empty id, ids with
 NUL or other control characters (not representable in S3 listings or file names), ids that are
@@ -201,10 +204,22 @@ class Layout:
         seg = self.id_segment(run_id, what="run id")
         return self._checked(f"{self._base()}loop_checkpoints/{seg}.json", run_id, "run id")
 
+    def workflow_checkpoint_key(self, workflow_id: str) -> str:
+        """Key of a workflow checkpoint, by workflow id."""
+        seg = self.id_segment(workflow_id, what="workflow id")
+        return self._checked(
+            f"{self._base()}workflow_checkpoints/{seg}.json", workflow_id, "workflow id"
+        )
+
     def lease_key(self, id: str) -> str:
-        """Key of the writer lease of a session."""
+        """Key of the writer lease of a session.
+
+        Legacy: ``<prefix>/leases/<safe_id>.json``; v1: ``<prefix>/v1/leases/id_<b64>.json``,
+        a directory of its own, so the v1 id ``a`` (``id_YQ``) and the legacy id ``id_YQ``
+        never share a lease.
+        """
         seg = self.id_segment(id)
-        return self._checked(f"{self.root}leases/{seg}.json", id, "session id")
+        return self._checked(f"{self._base()}leases/{seg}.json", id, "session id")
 
     def health_key(self) -> str:
         """Key the health check writes and deletes."""

@@ -10,7 +10,8 @@ Per-field serde rules are declared as ``Annotated`` metadata and applied by the 
 * :data:`SKIP_NONE` (``skip_serializing_if = "Option::is_none"``), :data:`SKIP_EMPTY`
   (``Vec::is_empty``), :data:`SKIP_FALSE`, :data:`SKIP_DEFAULT` (skipped while equal to the
   default) and :data:`NEVER_WRITTEN` (``api_key``). A field without a rule is always written; a
-  non-skipped ``None`` is written as ``null``.
+  non-skipped ``None`` is written as ``null``. :data:`ALWAYS_WRITTEN` marks a bare Rust
+  ``Option`` that is written as ``null`` even when the document read lacked it (no era).
 * :data:`F32` marks Rust ``f32`` fields (rounded to f32 and printed with f32-shortest digits);
   every other float is an ``f64``.
 
@@ -42,23 +43,39 @@ Compatibility rules:
 * Opaque parts (``tool_use.input``, metadata, details, args, payload, bindings,
   ``security_config``, structs whose serde attributes were not researched) are plain JSON
   values (dict/list/str/int/float/bool/None) and keep their key order.
-* ``LlmCostRecord.timestamp`` is the original RFC 3339 string (chrono prints up to 9
-  fractional digits; ``datetime`` keeps 6).
+* Rust ``DateTime<Utc>`` fields (``LlmCostRecord.timestamp``) are :data:`Timestamp`: text
+  validated as chrono validates it and held in the form chrono writes (UTC, ``Z``, 0/3/6/9
+  fractional digits, up to nanoseconds, which ``datetime`` cannot hold); a ``datetime`` is
+  accepted on input.
+* Floats are checked as serde checks them: finite, a JSON number (an integer is accepted),
+  and for :data:`Float32` within the f32 range.
+* A Rust ``HashSet`` (``ConfirmationPolicy.yolo_lanes``) collapses duplicates; a struct with
+  no serde default on a field (``ToolResultTransformPolicyV1``) gets none here either.
+* A JSON object that repeats one of a model's fields is refused (serde: "duplicate field");
+  a repeated key of an opaque value keeps the last value, as ``serde_json::Value`` does.
+* Struct shapes follow upstream A3S-Lab/Code; each model that changed after the first port
+  names its upstream file and commit in a comment.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
+import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    PlainValidator,
     Strict,
     Tag,
     ValidationInfo,
@@ -77,6 +94,7 @@ class WireRule(enum.Enum):
     SKIP_FALSE = "skip_serializing_if = is_false"
     SKIP_DEFAULT = "skipped while equal to the field default"
     NEVER_WRITTEN = "skip_serializing"
+    ALWAYS_WRITTEN = "written even when absent from the document read (a bare Option -> null)"
     F32 = "Rust f32: rounded to f32 and printed with f32-shortest digits"
 
 
@@ -85,6 +103,7 @@ SKIP_EMPTY = WireRule.SKIP_EMPTY
 SKIP_FALSE = WireRule.SKIP_FALSE
 SKIP_DEFAULT = WireRule.SKIP_DEFAULT
 NEVER_WRITTEN = WireRule.NEVER_WRITTEN
+ALWAYS_WRITTEN = WireRule.ALWAYS_WRITTEN
 F32 = WireRule.F32
 
 #: Validation context that marks a document as read from the wire; ``codec.loads`` passes it.
@@ -98,9 +117,123 @@ I64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 I32 = Annotated[int, Strict(), Field(ge=-(2**31), le=2**31 - 1)]
 Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
-F64 = float
+# serde reads a JSON integer into a float field but never a string or a bool; a non-finite
+# value would be written as null, which serde then refuses to read back.
+F64 = Annotated[float, Strict(), AllowInfNan(False)]
+# Beyond this bound a double rounds to an infinite f32 (the largest f32 plus half an ulp).
+_F32_OVERFLOW = 3.4028235677973366e38
+Float32 = Annotated[
+    float, Strict(), AllowInfNan(False), Field(gt=-_F32_OVERFLOW, lt=_F32_OVERFLOW), F32
+]
+"""A Rust ``f32`` field: finite, within the f32 range, written with f32-shortest digits."""
 JsonValue = Any
 """An opaque JSON value: dict (key order kept), list, str, int, float, bool or None."""
+
+
+# --- chrono DateTime<Utc> ----------------------------------------------------------------
+
+# chrono's relaxed RFC 3339 reader: "T", "t" or a space between date and time, optional
+# fraction, "Z"/"z" or a numeric offset.
+_TIMESTAMP_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))",
+    re.ASCII,
+)
+
+
+def format_timestamp(value: datetime.datetime, nanos: int | None = None) -> str:
+    """The text chrono writes for a ``DateTime<Utc>`` (RFC 3339, ``Z``, 0/3/6/9 digits).
+
+    ``value`` must be timezone-aware; ``nanos`` overrides its fractional second (``datetime``
+    keeps only microseconds, chrono nanoseconds).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("a naive datetime has no time zone; give it one (e.g. timezone.utc)")
+    utc = value.astimezone(datetime.UTC)
+    if nanos is None:
+        nanos = utc.microsecond * 1000
+    if nanos == 0:
+        fraction = ""
+    elif nanos % 1_000_000 == 0:
+        fraction = f".{nanos // 1_000_000:03d}"
+    elif nanos % 1000 == 0:
+        fraction = f".{nanos // 1000:06d}"
+    else:
+        fraction = f".{nanos:09d}"
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}{fraction}Z"
+    )
+
+
+def parse_timestamp(text: str) -> datetime.datetime:
+    """Parse a ``DateTime<Utc>`` as chrono does; the result is UTC (microsecond precision)."""
+    return datetime.datetime.fromisoformat(_canonical_timestamp(text).replace("Z", "+00:00"))
+
+
+@lru_cache(maxsize=1024)
+def _canonical_timestamp(text: str) -> str:
+    match = _TIMESTAMP_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    if second == "60":
+        # chrono reads a leap second, which datetime cannot hold; Rust never writes one.
+        raise ValueError(f"leap-second timestamps are not supported: {text!r}")
+    # chrono reads at most nanoseconds; further digits are ignored.
+    nanos = int(((fraction or "") + "000000000")[:9])
+    offset = datetime.timedelta()
+    if not zulu:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError(f"invalid UTC offset in timestamp {text!r}")
+        offset = datetime.timedelta(hours=int(off_h), minutes=int(off_m))
+        if sign == "-":
+            offset = -offset
+    try:
+        moment = datetime.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=datetime.timezone(offset),
+        )
+        return format_timestamp(moment, nanos)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"invalid timestamp {text!r}: {exc}") from None
+
+
+def _timestamp(value: Any) -> str:
+    if type(value) is str:
+        return _canonical_timestamp(value)
+    if isinstance(value, datetime.datetime):
+        return format_timestamp(value)
+    raise ValueError("a timestamp must be an RFC 3339 string or an aware datetime")
+
+
+Timestamp = Annotated[str, PlainValidator(_timestamp, json_schema_input_type=str)]
+"""A chrono ``DateTime<Utc>``: held as the text chrono writes for it.
+
+Accepts an RFC 3339 string (any offset, ``T`` or space, any fraction) or an aware
+``datetime``; stores the UTC form with ``Z`` and 0, 3, 6 or 9 fractional digits, exactly what
+Rust writes back, so a value read from Rust keeps its text. Invalid text is rejected, as serde
+rejects it.
+"""
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that repeated a key (last value kept, first position, as serde_json's Map).
+
+    Only :mod:`s3store.codec` builds these; a wire model refuses one, as serde refuses a
+    duplicate struct field, while an opaque value keeps it like ``serde_json::Value``.
+    """
+
+    __slots__ = ("duplicates",)
+
+    def __init__(self, pairs: list[tuple[str, Any]], duplicates: list[str]) -> None:
+        super().__init__(pairs)
+        self.duplicates = duplicates
 
 
 class WireMeta:
@@ -180,6 +313,14 @@ class WireModel(BaseModel):
     def _s3_record_wire_shape(
         cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
     ) -> Self:
+        if type(data) is _DuplicateKeys:
+            # serde refuses a repeated field but skips repeated unknown keys unread.
+            known = cls._s3_input_keys
+            repeated = [name for name in data.duplicates if name in known]
+            if repeated:
+                names = ", ".join(f"`{name}`" for name in repeated)
+                raise ValueError(f"duplicate field {names}")
+            data = dict(data)
         inst = handler(data)
         if type(data) is not dict:
             return inst
@@ -399,7 +540,7 @@ class ContextUsage(WireModel):
 
     used_tokens: U64
     max_tokens: U64
-    percent: Annotated[float, F32]
+    percent: Float32
     turns: U64
 
 
@@ -413,8 +554,9 @@ class TokenUsage(WireModel):
     cache_write_tokens: U64 | None = None
 
 
+# telemetry.rs: `timestamp` is a chrono DateTime<Utc> (typed since s3store issue 16).
 class LlmCostRecord(WireModel):
-    """Cost of one LLM call; ``timestamp`` is kept as the original RFC 3339 string."""
+    """Cost of one LLM call; ``timestamp`` is a :data:`Timestamp` (chrono's RFC 3339 text)."""
 
     model: Str
     provider: Str
@@ -422,7 +564,7 @@ class LlmCostRecord(WireModel):
     completion_tokens: U64
     total_tokens: U64
     cost_usd: F64 | None = None
-    timestamp: Str
+    timestamp: Timestamp
     session_id: Str | None = None
 
 
@@ -627,13 +769,20 @@ class SessionQueueConfig(WireModel):
     lane_timeouts: dict[SessionLane, U64] = Field(default_factory=dict, alias="laneTimeouts")
 
 
+def _distinct(values: list[Any]) -> list[Any]:
+    # A Rust HashSet: equal members collapse. Its wire order is arbitrary; the first
+    # occurrence's position is kept.
+    return values if len(set(values)) == len(values) else list(dict.fromkeys(values))
+
+
+# hitl.rs @0473774: `yolo_lanes` is a HashSet<SessionLane>.
 class ConfirmationPolicy(WireModel):
-    """Human-in-the-loop confirmation policy (all fields required)."""
+    """Human-in-the-loop confirmation policy (all fields required; ``yolo_lanes`` is a set)."""
 
     enabled: Bool
     default_timeout_ms: U64
     timeout_action: TimeoutAction
-    yolo_lanes: list[SessionLane]
+    yolo_lanes: Annotated[list[SessionLane], AfterValidator(_distinct)]
 
 
 class PermissionRule(WireModel):
@@ -673,27 +822,52 @@ class AutoDelegationConfig(WireModel):
         alias="allowManualDelegation",
         validation_alias=AliasChoices("allowManualDelegation", "allow_manual_delegation"),
     )
-    min_confidence: Annotated[float, F32] = Field(default=0.72, alias="minConfidence")
+    min_confidence: Float32 = Field(default=0.72, alias="minConfidence")
     max_tasks: U64 = Field(default=4, alias="maxTasks")
 
 
+# tools/presentation.rs @0473774: no field has a serde default (only the struct, where
+# SessionConfig holds it), so a partial object is refused as serde refuses it.
 class ToolPresentationProfileV1(WireModel):
     """How tools are presented to the model (``a3s.code.tool-presentation-profile.v1``)."""
 
-    schema_: Str = Field(default="a3s.code.tool-presentation-profile.v1", alias="schema")
-    mode: ToolPresentationMode = ToolPresentationMode.ADAPTIVE
+    SCHEMA: ClassVar[str] = "a3s.code.tool-presentation-profile.v1"
+
+    schema_: Str = Field(alias="schema")
+    mode: ToolPresentationMode
+
+    @classmethod
+    def adaptive(cls) -> ToolPresentationProfileV1:
+        """The default profile (Rust ``ToolPresentationProfileV1::default()``)."""
+        return cls(schema_=cls.SCHEMA, mode=ToolPresentationMode.ADAPTIVE)
 
 
+# tools/transform.rs @0473774: every field required (deny_unknown_fields, no field default).
 class ToolResultTransformPolicyV1(WireModel):
-    """How large tool results are folded (defaults: the "conservative" policy)."""
+    """How large tool results are folded; :meth:`conservative` is the Rust default."""
 
-    schema_: Str = Field(default="a3s.code.tool-result-transform-policy.v1", alias="schema")
-    max_output_bytes: U64 = 102400
-    head_bytes: U64 = 102400
-    tail_bytes: U64 = 0
-    fold_repeated_lines: Bool = False
-    repeated_line_threshold: U64 = 3
-    structured_sample_items: U64 = 0
+    SCHEMA: ClassVar[str] = "a3s.code.tool-result-transform-policy.v1"
+
+    schema_: Str = Field(alias="schema")
+    max_output_bytes: U64
+    head_bytes: U64
+    tail_bytes: U64
+    fold_repeated_lines: Bool
+    repeated_line_threshold: U64
+    structured_sample_items: U64
+
+    @classmethod
+    def conservative(cls) -> ToolResultTransformPolicyV1:
+        """The default policy (Rust ``ToolResultTransformPolicyV1::conservative()``)."""
+        return cls(
+            schema_=cls.SCHEMA,
+            max_output_bytes=102400,
+            head_bytes=102400,
+            tail_bytes=0,
+            fold_repeated_lines=False,
+            repeated_line_threshold=3,
+            structured_sample_items=0,
+        )
 
 
 # --- session (3.1, 3.2) ------------------------------------------------------------------
@@ -707,7 +881,7 @@ class SessionConfig(WireModel):
     system_prompt: Str | None = None
     max_context_length: U32
     auto_compact: Bool
-    auto_compact_threshold: Annotated[float, F32] = 0.8
+    auto_compact_threshold: Float32 = 0.8
     storage_type: StorageBackend = StorageBackend.FILE
     queue_config: Annotated[SessionQueueConfig | None, SKIP_NONE] = None
     confirmation_policy: Annotated[ConfirmationPolicy | None, SKIP_NONE] = None
@@ -720,10 +894,10 @@ class SessionConfig(WireModel):
     planning_mode: PlanningMode = PlanningMode.AUTO
     goal_tracking: Bool = False
     tool_presentation_profile: ToolPresentationProfileV1 = Field(
-        default_factory=ToolPresentationProfileV1
+        default_factory=ToolPresentationProfileV1.adaptive
     )
     tool_result_transform_policy: ToolResultTransformPolicyV1 = Field(
-        default_factory=ToolResultTransformPolicyV1
+        default_factory=ToolResultTransformPolicyV1.conservative
     )
 
 
@@ -753,7 +927,20 @@ class SessionData(WireModel):
     correlation_id: Annotated[Str | None, SKIP_NONE] = None
     durable_memory_binding: Annotated[JsonValue | None, SKIP_NONE] = None
     cognitive_package_binding: Annotated[JsonValue | None, SKIP_NONE] = None
-    immutable_content_adapter_binding: Annotated[JsonValue | None, SKIP_NONE] = None
+    immutable_content_adapter_binding: Annotated[
+        ImmutableContentAdapterBindingV1 | None, SKIP_NONE
+    ] = None
+
+
+# immutable_content.rs (deny_unknown_fields, all required; read at the search index's
+# newest stored version).
+class ImmutableContentAdapterBindingV1(WireModel):
+    """Identity of the host's immutable-content authority bound to a session."""
+
+    schema_: Str = Field(alias="schema")
+    authority_digest: Str
+    maximum_bytes: U64
+    binding_digest: Str
 
 
 # --- artifacts (3.9) ---------------------------------------------------------------------
@@ -856,7 +1043,70 @@ class SubagentTaskSnapshot(WireModel):
     source_anchors: Annotated[list[ToolSourceAnchor], SKIP_EMPTY] = Field(default_factory=list)
 
 
-# --- agent events (3.6, agent.rs @0043844f) ----------------------------------------------
+# --- structs carried by agent events ----------------------------------------------------
+
+
+# verification.rs @0473774: counts required, subject lists skipped when empty.
+class VerificationSummary(WireModel):
+    """Summary of a run's verification reports (``agent_end.verification_summary``)."""
+
+    status: VerificationStatus
+    report_count: U64
+    required_check_count: U64
+    pending_required_check_count: U64
+    failed_check_count: U64
+    residual_risk_count: U64
+    pending_subjects: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+    failed_subjects: Annotated[list[Str], SKIP_EMPTY] = Field(default_factory=list)
+
+
+# llm/types.rs @4d238808: every field optional, skipped when absent.
+class LlmResponseMeta(WireModel):
+    """Provider details of the final LLM response (``agent_end.meta``)."""
+
+    provider: Annotated[Str | None, SKIP_NONE] = None
+    request_model: Annotated[Str | None, SKIP_NONE] = None
+    request_url: Annotated[Str | None, SKIP_NONE] = None
+    response_id: Annotated[Str | None, SKIP_NONE] = None
+    response_model: Annotated[Str | None, SKIP_NONE] = None
+    response_object: Annotated[Str | None, SKIP_NONE] = None
+    first_token_ms: Annotated[U64 | None, SKIP_NONE] = None
+    duration_ms: Annotated[U64 | None, SKIP_NONE] = None
+
+
+class Complexity(enum.StrEnum):
+    """Estimated complexity of an execution plan (Rust variant names)."""
+
+    SIMPLE = "Simple"
+    MEDIUM = "Medium"
+    COMPLEX = "Complex"
+    VERY_COMPLEX = "VeryComplex"
+
+
+# planning/mod.rs @314addf7: no serde attributes; steps are planning Tasks.
+class ExecutionPlan(WireModel):
+    """A decomposed plan (``planning_end.plan``)."""
+
+    goal: Str
+    steps: list[Task]
+    complexity: Complexity
+    required_tools: list[Str]
+    estimated_steps: U64
+
+
+# planning/mod.rs @314addf7: `progress` is an f32, `achieved_at` a bare Option (always written).
+class AgentGoal(WireModel):
+    """A tracked goal (``goal_extracted.goal``); timestamps are Unix seconds."""
+
+    description: Str
+    success_criteria: list[Str]
+    progress: Float32
+    achieved: Bool
+    created_at: I64
+    achieved_at: Annotated[I64 | None, ALWAYS_WRITTEN] = None
+
+
+# --- agent events (3.6; agent.rs @0473774, variants and order as upstream) ---------------
 
 
 class AgentStartEvent(WireModel):
@@ -904,19 +1154,41 @@ class ToolStartEvent(WireModel):
     name: Str
 
 
+# agent.rs @0473774: `id` added before `delta` (default, skipped when absent).
 class ToolInputDeltaEvent(WireModel):
-    """``tool_input_delta``."""
+    """``tool_input_delta`` (``id`` names the call when the provider interleaves calls)."""
 
     type: Literal["tool_input_delta"] = "tool_input_delta"
+    id: Annotated[Str | None, SKIP_NONE] = None
     delta: Str
 
 
+class ToolRequestBoundEvent(WireModel):
+    """``tool_request_bound``; ``snapshot`` (ToolRequestSnapshotV1) is opaque."""
+
+    type: Literal["tool_request_bound"] = "tool_request_bound"
+    tool_id: Str
+    tool_name: Str
+    snapshot: JsonValue
+
+
+class ToolExecutionStartEvent(WireModel):
+    """``tool_execution_start``."""
+
+    type: Literal["tool_execution_start"] = "tool_execution_start"
+    id: Str
+    name: Str
+    args: JsonValue
+
+
+# agent.rs @0473774: `args` added between `name` and `output` (default, skipped when absent).
 class ToolEndEvent(WireModel):
     """``tool_end``; ``error_kind`` (ToolErrorKind) is opaque."""
 
     type: Literal["tool_end"] = "tool_end"
     id: Str
     name: Str
+    args: Annotated[JsonValue | None, SKIP_NONE] = None
     output: Str
     exit_code: I32
     metadata: Annotated[JsonValue | None, SKIP_NONE] = None
@@ -940,14 +1212,15 @@ class TurnEndEvent(WireModel):
     usage: TokenUsage
 
 
+# agent.rs @0473774: verification_summary and meta typed (were opaque).
 class AgentEndEvent(WireModel):
-    """``agent_end``; ``verification_summary`` and ``meta`` are opaque."""
+    """``agent_end``."""
 
     type: Literal["agent_end"] = "agent_end"
     text: Str
     usage: TokenUsage
-    verification_summary: JsonValue
-    meta: Annotated[JsonValue | None, SKIP_NONE] = None
+    verification_summary: VerificationSummary
+    meta: Annotated[LlmResponseMeta | None, SKIP_NONE] = None
 
 
 class ErrorEvent(WireModel):
@@ -982,6 +1255,15 @@ class ConfirmationTimeoutEvent(WireModel):
     type: Literal["confirmation_timeout"] = "confirmation_timeout"
     tool_id: Str
     action_taken: Str
+
+
+class UserQuestionEvent(WireModel):
+    """``user_question``."""
+
+    type: Literal["user_question"] = "user_question"
+    question_id: Str
+    question: Str
+    options: list[Str]
 
 
 class ExternalTaskPendingEvent(WireModel):
@@ -1030,6 +1312,42 @@ class ContextResolvedEvent(WireModel):
     total_tokens: U64
 
 
+class RunCapabilityBoundEvent(WireModel):
+    """``run_capability_bound``; ``snapshot`` (RunCapabilitySnapshotV1) is opaque."""
+
+    type: Literal["run_capability_bound"] = "run_capability_bound"
+    call_sequence: U64
+    snapshot: JsonValue
+
+
+class ModelPresentationBoundEvent(WireModel):
+    """``model_presentation_bound``; ``snapshot`` is opaque."""
+
+    type: Literal["model_presentation_bound"] = "model_presentation_bound"
+    snapshot: JsonValue
+
+
+class ModelInputBoundEvent(WireModel):
+    """``model_input_bound``; ``snapshot`` is opaque."""
+
+    type: Literal["model_input_bound"] = "model_input_bound"
+    snapshot: JsonValue
+
+
+class ModelUsageBoundEvent(WireModel):
+    """``model_usage_bound``; ``snapshot`` is opaque."""
+
+    type: Literal["model_usage_bound"] = "model_usage_bound"
+    snapshot: JsonValue
+
+
+class CognitiveContextBoundEvent(WireModel):
+    """``cognitive_context_bound``; ``binding`` (CognitivePackageBindingV1) is opaque."""
+
+    type: Literal["cognitive_context_bound"] = "cognitive_context_bound"
+    binding: JsonValue
+
+
 class CommandDeadLetteredEvent(WireModel):
     """``command_dead_lettered``."""
 
@@ -1075,7 +1393,7 @@ class MemoryStoredEvent(WireModel):
     type: Literal["memory_stored"] = "memory_stored"
     memory_id: Str
     memory_type: Str
-    importance: Annotated[float, F32]
+    importance: Float32
     tags: list[Str]
 
 
@@ -1085,7 +1403,7 @@ class MemoryRecalledEvent(WireModel):
     type: Literal["memory_recalled"] = "memory_recalled"
     memory_id: Str
     content: Str
-    relevance: Annotated[float, F32]
+    relevance: Float32
 
 
 class MemoriesSearchedEvent(WireModel):
@@ -1105,6 +1423,7 @@ class MemoryClearedEvent(WireModel):
     count: U64
 
 
+# agent.rs @0473774: `started_ms` added (serde default 0, always written).
 class SubagentStartEvent(WireModel):
     """``subagent_start``."""
 
@@ -1114,6 +1433,7 @@ class SubagentStartEvent(WireModel):
     parent_session_id: Str
     agent: Str
     description: Str
+    started_ms: U64 = 0
 
 
 class SubagentProgressEvent(WireModel):
@@ -1126,6 +1446,7 @@ class SubagentProgressEvent(WireModel):
     metadata: JsonValue
 
 
+# agent.rs @0473774: `finished_ms` added (serde default 0, always written).
 class SubagentEndEvent(WireModel):
     """``subagent_end``."""
 
@@ -1135,6 +1456,7 @@ class SubagentEndEvent(WireModel):
     agent: Str
     output: Str
     success: Bool
+    finished_ms: U64 = 0
 
 
 class PlanningStartEvent(WireModel):
@@ -1144,11 +1466,12 @@ class PlanningStartEvent(WireModel):
     prompt: Str
 
 
+# agent.rs @0473774: `plan` typed as ExecutionPlan (was opaque).
 class PlanningEndEvent(WireModel):
-    """``planning_end``; ``plan`` (ExecutionPlan) is opaque."""
+    """``planning_end``."""
 
     type: Literal["planning_end"] = "planning_end"
-    plan: JsonValue
+    plan: ExecutionPlan
     estimated_steps: U64
 
 
@@ -1172,11 +1495,12 @@ class StepEndEvent(WireModel):
     total_steps: U64
 
 
+# agent.rs @0473774: `goal` typed as AgentGoal (was opaque, losing f32 `progress`).
 class GoalExtractedEvent(WireModel):
-    """``goal_extracted``; ``goal`` (AgentGoal) is opaque."""
+    """``goal_extracted``."""
 
     type: Literal["goal_extracted"] = "goal_extracted"
-    goal: JsonValue
+    goal: AgentGoal
 
 
 class GoalProgressEvent(WireModel):
@@ -1184,7 +1508,7 @@ class GoalProgressEvent(WireModel):
 
     type: Literal["goal_progress"] = "goal_progress"
     goal: Str
-    progress: Annotated[float, F32]
+    progress: Float32
     completed_steps: U64
     total_steps: U64
 
@@ -1198,6 +1522,7 @@ class GoalAchievedEvent(WireModel):
     duration_ms: I64
 
 
+# agent.rs @0473774: `summary` added (default, skipped when absent).
 class ContextCompactedEvent(WireModel):
     """``context_compacted`` (``percent_before`` is an f32)."""
 
@@ -1205,7 +1530,21 @@ class ContextCompactedEvent(WireModel):
     session_id: Str
     before_messages: U64
     after_messages: U64
-    percent_before: Annotated[float, F32]
+    percent_before: Float32
+    summary: Annotated[Str | None, SKIP_NONE] = None
+
+
+# agent.rs @0473774; `operation` (RunControlOperation) is kept as its string spelling.
+class RunControlAppliedEvent(WireModel):
+    """``run_control_applied`` (``turn_id`` is a bare Option: written as ``null``)."""
+
+    type: Literal["run_control_applied"] = "run_control_applied"
+    request_id: Str
+    operation: Str
+    turn_id: Annotated[Str | None, ALWAYS_WRITTEN] = None
+    turn_revision: U64
+    input: Annotated[Str | None, SKIP_NONE] = None
+    reason: Annotated[Str | None, SKIP_NONE] = None
 
 
 class PersistenceFailedEvent(WireModel):
@@ -1259,6 +1598,8 @@ _AGENT_EVENT_CLASSES: tuple[type[WireModel], ...] = (
     ReasoningDeltaEvent,
     ToolStartEvent,
     ToolInputDeltaEvent,
+    ToolRequestBoundEvent,
+    ToolExecutionStartEvent,
     ToolEndEvent,
     ToolOutputDeltaEvent,
     TurnEndEvent,
@@ -1267,11 +1608,17 @@ _AGENT_EVENT_CLASSES: tuple[type[WireModel], ...] = (
     ConfirmationRequiredEvent,
     ConfirmationReceivedEvent,
     ConfirmationTimeoutEvent,
+    UserQuestionEvent,
     ExternalTaskPendingEvent,
     ExternalTaskCompletedEvent,
     PermissionDeniedEvent,
     ContextResolvingEvent,
     ContextResolvedEvent,
+    RunCapabilityBoundEvent,
+    ModelPresentationBoundEvent,
+    ModelInputBoundEvent,
+    ModelUsageBoundEvent,
+    CognitiveContextBoundEvent,
     CommandDeadLetteredEvent,
     CommandRetryEvent,
     QueueAlertEvent,
@@ -1291,6 +1638,7 @@ _AGENT_EVENT_CLASSES: tuple[type[WireModel], ...] = (
     GoalProgressEvent,
     GoalAchievedEvent,
     ContextCompactedEvent,
+    RunControlAppliedEvent,
     PersistenceFailedEvent,
     BudgetThresholdHitEvent,
     PassivationRequestedEvent,
@@ -1310,6 +1658,8 @@ AgentEvent = Annotated[
     | Annotated[ReasoningDeltaEvent, Tag("type=reasoning_delta")]
     | Annotated[ToolStartEvent, Tag("type=tool_start")]
     | Annotated[ToolInputDeltaEvent, Tag("type=tool_input_delta")]
+    | Annotated[ToolRequestBoundEvent, Tag("type=tool_request_bound")]
+    | Annotated[ToolExecutionStartEvent, Tag("type=tool_execution_start")]
     | Annotated[ToolEndEvent, Tag("type=tool_end")]
     | Annotated[ToolOutputDeltaEvent, Tag("type=tool_output_delta")]
     | Annotated[TurnEndEvent, Tag("type=turn_end")]
@@ -1318,11 +1668,17 @@ AgentEvent = Annotated[
     | Annotated[ConfirmationRequiredEvent, Tag("type=confirmation_required")]
     | Annotated[ConfirmationReceivedEvent, Tag("type=confirmation_received")]
     | Annotated[ConfirmationTimeoutEvent, Tag("type=confirmation_timeout")]
+    | Annotated[UserQuestionEvent, Tag("type=user_question")]
     | Annotated[ExternalTaskPendingEvent, Tag("type=external_task_pending")]
     | Annotated[ExternalTaskCompletedEvent, Tag("type=external_task_completed")]
     | Annotated[PermissionDeniedEvent, Tag("type=permission_denied")]
     | Annotated[ContextResolvingEvent, Tag("type=context_resolving")]
     | Annotated[ContextResolvedEvent, Tag("type=context_resolved")]
+    | Annotated[RunCapabilityBoundEvent, Tag("type=run_capability_bound")]
+    | Annotated[ModelPresentationBoundEvent, Tag("type=model_presentation_bound")]
+    | Annotated[ModelInputBoundEvent, Tag("type=model_input_bound")]
+    | Annotated[ModelUsageBoundEvent, Tag("type=model_usage_bound")]
+    | Annotated[CognitiveContextBoundEvent, Tag("type=cognitive_context_bound")]
     | Annotated[CommandDeadLetteredEvent, Tag("type=command_dead_lettered")]
     | Annotated[CommandRetryEvent, Tag("type=command_retry")]
     | Annotated[QueueAlertEvent, Tag("type=queue_alert")]
@@ -1342,6 +1698,7 @@ AgentEvent = Annotated[
     | Annotated[GoalProgressEvent, Tag("type=goal_progress")]
     | Annotated[GoalAchievedEvent, Tag("type=goal_achieved")]
     | Annotated[ContextCompactedEvent, Tag("type=context_compacted")]
+    | Annotated[RunControlAppliedEvent, Tag("type=run_control_applied")]
     | Annotated[PersistenceFailedEvent, Tag("type=persistence_failed")]
     | Annotated[BudgetThresholdHitEvent, Tag("type=budget_threshold_hit")]
     | Annotated[PassivationRequestedEvent, Tag("type=passivation_requested")]
@@ -1369,7 +1726,19 @@ class RunSnapshot(WireModel):
     result_text: Annotated[Str | None, SKIP_NONE] = None
     error: Annotated[Str | None, SKIP_NONE] = None
     event_count: U64
-    workspace_change_set: Annotated[JsonValue | None, SKIP_NONE] = None
+    workspace_change_set: Annotated[RunWorkspaceChangeSet | None, SKIP_NONE] = None
+
+
+# run.rs (RunWorkspaceChangeSet, all fields required; newest stored version).
+class RunWorkspaceChangeSet(WireModel):
+    """Workspace diff evidence captured around one run."""
+
+    base_tree: Str
+    result_tree: Str
+    patch_digest: Str
+    patch_bytes: U64
+    patch_base64: Str
+    observed_at_ms: U64
 
 
 class RunEventRecord(WireModel):
@@ -1404,13 +1773,37 @@ class LoopConvergenceState(WireModel):
     gate_continuation_count: Annotated[U32, SKIP_DEFAULT] = 0
     # MutationLedger: opaque; Rust skips it at its default, so a present value is written.
     mutations: Annotated[JsonValue | None, SKIP_NONE] = None
-    open_observations: Annotated[list[JsonValue], SKIP_EMPTY] = Field(default_factory=list)
+    open_observations: Annotated[list[ExternalObservationV1], SKIP_EMPTY] = Field(
+        default_factory=list
+    )
     verifier_spent: Annotated[Bool, SKIP_FALSE] = False
     next_turn_is_verifier: Annotated[Bool, SKIP_FALSE] = False
     workspace_watch_bound: Annotated[Bool, SKIP_FALSE] = False
     workspace_porcelain: Annotated[list[Str] | None, SKIP_NONE] = None
     workspace_head: Annotated[Str | None, SKIP_NONE] = None
     workspace_stamps: Annotated[list[JsonValue], SKIP_EMPTY] = Field(default_factory=list)
+
+
+class RequiredAction(enum.StrEnum):
+    """What an external observation asks of the run (snake_case)."""
+
+    NONE = "none"
+    WORKSPACE_CHANGE = "workspace_change"
+    ADDRESS = "address"
+
+
+# external_observation.rs @0473774: no serde attributes; `source_revision` is a bare Option,
+# so Rust always writes it (null when absent).
+class ExternalObservationV1(WireModel):
+    """A typed external observation bound into a run (``a3s.code.external-observation.v1``)."""
+
+    schema_: Str = Field(alias="schema")
+    kind: Str
+    subject: Str
+    digest: Str
+    payload: Str
+    source_revision: Annotated[Str | None, ALWAYS_WRITTEN] = None
+    required_action: RequiredAction
 
 
 class LoopCheckpoint(WireModel):
@@ -1473,6 +1866,7 @@ class WriterLease(WireModel):
 
 __all__ = [
     "AGENT_EVENT_TYPES",
+    "ALWAYS_WRITTEN",
     "F32",
     "NEVER_WRITTEN",
     "SKIP_DEFAULT",
@@ -1482,13 +1876,16 @@ __all__ = [
     "WIRE_CONTEXT",
     "AgentEndEvent",
     "AgentEvent",
+    "AgentGoal",
     "AgentModeChangedEvent",
     "AgentStartEvent",
     "ArtifactStore",
     "AutoDelegationConfig",
     "BudgetThresholdHitEvent",
+    "CognitiveContextBoundEvent",
     "CommandDeadLetteredEvent",
     "CommandRetryEvent",
+    "Complexity",
     "ConfirmationPolicy",
     "ConfirmationReceivedEvent",
     "ConfirmationRequiredEvent",
@@ -1499,16 +1896,21 @@ __all__ = [
     "ContextResolvingEvent",
     "ContextUsage",
     "ErrorEvent",
+    "ExecutionPlan",
+    "ExternalObservationV1",
     "ExternalTaskCompletedEvent",
     "ExternalTaskPendingEvent",
+    "Float32",
     "GoalAchievedEvent",
     "GoalExtractedEvent",
     "GoalProgressEvent",
     "ImageBlock",
     "ImageSource",
+    "ImmutableContentAdapterBindingV1",
     "LaneHandlerConfig",
     "LlmConfigData",
     "LlmCostRecord",
+    "LlmResponseMeta",
     "LoopCheckpoint",
     "LoopConvergenceState",
     "MemoriesSearchedEvent",
@@ -1516,6 +1918,9 @@ __all__ = [
     "MemoryRecalledEvent",
     "MemoryStoredEvent",
     "Message",
+    "ModelInputBoundEvent",
+    "ModelPresentationBoundEvent",
+    "ModelUsageBoundEvent",
     "PassivationRequestedEvent",
     "PeerInvocationEvent",
     "PermissionDecision",
@@ -1533,11 +1938,15 @@ __all__ = [
     "RawContentBlock",
     "RawToolResultContent",
     "ReasoningDeltaEvent",
+    "RequiredAction",
     "RetryPolicyConfig",
+    "RunCapabilityBoundEvent",
+    "RunControlAppliedEvent",
     "RunEventRecord",
     "RunRecord",
     "RunSnapshot",
     "RunStatus",
+    "RunWorkspaceChangeSet",
     "SessionConfig",
     "SessionData",
     "SessionLane",
@@ -1561,13 +1970,16 @@ __all__ = [
     "TextBlock",
     "TextDeltaEvent",
     "TimeoutAction",
+    "Timestamp",
     "TokenUsage",
     "ToolArtifact",
     "ToolEndEvent",
+    "ToolExecutionStartEvent",
     "ToolInputDeltaEvent",
     "ToolOutputDeltaEvent",
     "ToolPresentationMode",
     "ToolPresentationProfileV1",
+    "ToolRequestBoundEvent",
     "ToolResultBlock",
     "ToolResultContent",
     "ToolResultContentField",
@@ -1583,9 +1995,11 @@ __all__ = [
     "TranscriptVisibility",
     "TurnEndEvent",
     "TurnStartEvent",
+    "UserQuestionEvent",
     "VerificationCheck",
     "VerificationReport",
     "VerificationStatus",
+    "VerificationSummary",
     "WireMeta",
     "WireModel",
     "WireRule",
@@ -1593,5 +2007,7 @@ __all__ = [
     "WorkflowStepCheckpoint",
     "WriterLease",
     "field_rules",
+    "format_timestamp",
+    "parse_timestamp",
     "wire_key",
 ]

@@ -12,10 +12,17 @@ class GcReport:
     manifests: int
     blobs: int
     referenced: int
+    """Blobs kept because a manifest refers to them."""
     kept_young: int
+    """Unreferenced blobs kept because they are younger than the grace period."""
     deleted: int
+    """Blobs deleted (dry run: that would be deleted)."""
     deleted_bytes: int
     dry_run: bool
+    kept_refreshed: int = 0
+    """Candidates kept because a writer re-uploaded them after the listing (If-Match failed)."""
+    grace_seconds: float = 0.0
+    deleted_keys: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         """Plain-dict form for JSON output."""

@@ -25,6 +25,9 @@ class PutResult:
     etag: str
     version_id: str | None = None
     server_time: datetime | None = field(default=None, compare=False)
+    superseded: bool = field(default=False, compare=False)
+    """The write landed but another version replaced it before its answer came back (found
+    through the write history); ``etag`` is then the content MD5 of the replaced version."""
 
 
 @dataclass(frozen=True)

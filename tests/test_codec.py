@@ -15,6 +15,7 @@ from s3store.errors import DocumentError, DocumentTooLargeError
 from s3store.models import (
     ArtifactStore,
     LoopCheckpoint,
+    Message,
     RunRecord,
     SessionData,
     SessionSnapshotV1,
@@ -182,7 +183,7 @@ _RUNS_WITH_UNKNOWN = [
             {
                 "sequence": 8,
                 "timestamp_ms": 4,
-                "event": {"type": "cognitive_context_bound", "binding": {"x": 1}},
+                "event": {"type": "future_event_kind", "binding": {"x": 1}},
             },
             {
                 "sequence": 9,
@@ -515,3 +516,71 @@ def test_unwritable_value_is_a_document_error() -> None:
         codec.dumps({"k": object()})
     with pytest.raises(DocumentError, match="object key"):
         codec.dumps({1: "v"})
+
+
+# --- fast path (pydantic-core / orjson) ---------------------------------------------------
+
+_CANONICAL = [n for n in sorted(FIXTURE_TYPES) if "legacy" not in n]
+
+
+@pytest.mark.parametrize("name", _CANONICAL)
+def test_canonical_fixtures_take_the_fast_path(name: str) -> None:
+    raw = _fixture(name)
+    tp = FIXTURE_TYPES[name]
+    loaded = codec._fast_load(tp, raw)
+    assert loaded is not codec._MISS
+    assert loaded == codec._validate(tp, codec._parse(raw, "", None), "", None)
+    assert codec._fast_dump(loaded, 2) == raw
+    assert codec._fast_dump(loaded, None) == codec._encode(codec._emit(loaded, False), name)
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(FIXTURE_TYPES) if "legacy" in n])
+def test_legacy_fixtures_take_the_recording_path(name: str) -> None:
+    raw = _fixture(name)
+    assert codec._fast_load(FIXTURE_TYPES[name], raw) is codec._MISS
+    loaded = codec.loads(FIXTURE_TYPES[name], raw)
+    assert codec._fast_dump(loaded, 2) is None
+    assert codec.dumps(loaded) == raw
+
+
+def test_fast_path_declines_what_it_cannot_check() -> None:
+    raw = _fixture("writer_lease.json")
+    doc = json.loads(raw)
+    # A repeated field, an unknown key, an unknown tag, a number serde reads differently:
+    # the fast path declines and the recording path decides, as before.
+    repeated = raw.replace(b'"epoch": ', b'"epoch": 1,\n  "epoch": ', 1)
+    assert codec._fast_load(WriterLease, repeated) is codec._MISS
+    with pytest.raises(DocumentError, match="duplicate field"):
+        codec.loads(WriterLease, repeated)
+    unknown = codec.dumps(codec.from_value(WriterLease, {**doc, "zz": 1}))
+    assert codec._fast_load(WriterLease, unknown) is codec._MISS
+    assert codec.dumps(codec.loads(WriterLease, unknown)) == unknown
+    assert codec._fast_load(WriterLease, raw.replace(b"\n", b"")) is codec._MISS
+    assert codec.loads(WriterLease, raw.replace(b"\n", b"")) == codec.loads(WriterLease, raw)
+
+
+def test_fast_dump_declines_numbers_pydantic_core_writes_otherwise() -> None:
+    session = codec.loads(SessionData, _fixture("session.json"))
+    big = session.model_copy(update={"total_cost": 1.5e16})
+    assert codec._fast_dump(big, 2) is None
+    assert b'"total_cost": 1.5e16' in codec.dumps(big)
+    block = {"type": "tool_use", "id": "t", "name": "n", "input": {"a": 2**64, "b": 1e300}}
+    message = {"role": "assistant", "content": [block]}
+    wide = session.model_copy(update={"messages": [codec.from_value(Message, message)]})
+    assert codec._fast_dump(wide, 2) is None
+    out = codec.dumps(wide)
+    assert b'"a": 1.8446744073709552e19' in out
+    assert b'"b": 1e300' in out
+
+
+def test_pydantic_core_parser_stands_in_for_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pydantic_core
+
+    monkeypatch.setattr(
+        codec, "_json_parse", lambda raw: pydantic_core.from_json(raw, allow_inf_nan=False)
+    )
+    monkeypatch.setattr(codec, "_json_pretty", lambda v: pydantic_core.to_json(v, indent=2))
+    for name in _CANONICAL:
+        raw = _fixture(name)
+        assert codec._fast_load(FIXTURE_TYPES[name], raw) is not codec._MISS
+        assert codec.dumps(codec.loads(FIXTURE_TYPES[name], raw)) == raw

@@ -309,7 +309,7 @@ def test_unknown_content_block_round_trips() -> None:
 
 
 def test_unknown_agent_event_round_trips() -> None:
-    raw = b'{"sequence":1,"timestamp_ms":2,"event":{"type":"tool_execution_start","id":"x"}}'
+    raw = b'{"sequence":1,"timestamp_ms":2,"event":{"type":"future_event_kind","id":"x"}}'
     record = codec.loads(RunEventRecord, raw)
     assert isinstance(record.event, RawAgentEvent)
     assert codec.dumps_compact(record) == raw

@@ -16,9 +16,10 @@ import pytest
 
 from s3store import S3SessionStore, codec
 from s3store.keys import encode_v1_id
-from s3store.models import SessionSnapshotV1
+from s3store.models import SessionData, SessionSnapshotV1
 from s3store.testing import MemoryBackend, MemoryObjectClient
-from s3store.transfer import classify_path, export_dir, import_dir, split_snapshot
+from s3store.transfer import IMPORT_MARKER, classify_path, export_dir, import_dir, split_snapshot
+from s3store.types import md5_etag
 from tests import helpers
 from tests.conftest import BUCKET, _ensure_bucket
 
@@ -146,7 +147,9 @@ def test_classify_path_knows_both_trees() -> None:
     assert (entry.kind, entry.layout, entry.name) == ("runs", "v1", "x/y")
     assert classify_path("v1/sessions/not-base64.json") is None
     assert classify_path("blobs/blake3/ab/" + "ab" * 32) is None
-    assert classify_path("workflow_checkpoints/w.json") is None
+    entry = classify_path("workflow_checkpoints/w.json")
+    assert entry is not None
+    assert (entry.kind, entry.layout, entry.name) == ("workflow_checkpoints", "legacy", "w")
 
 
 def test_legacy_import_export_is_byte_identical(make_store: StoreFactory, tmp_path: Path) -> None:
@@ -168,15 +171,12 @@ def test_legacy_import_export_is_byte_identical(make_store: StoreFactory, tmp_pa
 
 
 def test_v1_import_export_is_byte_identical(make_store: StoreFactory, tmp_path: Path) -> None:
-    """v1 directory → v1 store → ``export --layout v1``.
+    """v1 directory → v1 store → ``export --layout v1``: every document byte for byte.
 
-    Every bare document comes back byte for byte. The session stored as a
-    ``SessionSnapshotV1`` envelope comes back in the split fragment form: the v1 session
-    file holds the bare ``SessionData`` and each component is its own fragment file
-    (``v1/artifacts/id_…/artifacts.json`` with ``retained_uris`` taken from
-    ``retained_artifact_uris``, ``v1/{traces,runs,verification,subagent_tasks}/id_….json``),
-    each as the Rust store writes it. The stale fragment next to the snapshot is not
-    imported (upstream ignores fragments once a snapshot exists).
+    The ``SessionSnapshotV1`` envelope is stored as a snapshot and exported as the same
+    envelope (issue 15); the stale fragment next to it is not imported (upstream ignores
+    fragments once a snapshot exists). Exported to a legacy directory, the snapshot is split
+    into one document per component (see test_legacy_directory_through_a_v1_store).
     """
     files, snapshot_rel = v1_dir(tmp_path / "src")
     store = make_store(layout="v1")
@@ -189,23 +189,17 @@ def test_v1_import_export_is_byte_identical(make_store: StoreFactory, tmp_path: 
     out = export_dir(make_store(layout="v1"), tmp_path / "out", layout="v1")
     assert out.ok, out.problems
     exported = _tree(tmp_path / "out")
+    assert exported == {**files, snapshot_rel: helpers.fixture("session_snapshot_v1.json")}
 
+    # To a legacy directory: the fragment form, each file as the Rust store writes it.
+    legacy = export_dir(make_store(layout="v1"), tmp_path / "legacy", layout="legacy")
+    assert legacy.ok, legacy.problems
     snapshot = codec.loads(SessionSnapshotV1, helpers.fixture("session_snapshot_v1.json"))
-    seg = encode_v1_id("sess-0001")
     split = split_snapshot(snapshot)
-    expected_split = {
-        snapshot_rel: codec.dumps(split["session"]),
-        f"v1/artifacts/{seg}/artifacts.json": codec.dumps(split["artifacts"]),
-        f"v1/traces/{seg}.json": codec.dumps(split["traces"]),
-        f"v1/runs/{seg}.json": codec.dumps(split["runs"]),
-        f"v1/verification/{seg}.json": codec.dumps(split["verification"]),
-        f"v1/subagent_tasks/{seg}.json": codec.dumps(split["subagent_tasks"]),
-    }
-    assert exported == {**files, **expected_split}
-    # The envelope's session member is the fixture session, so the split session file is
-    # exactly the Rust store's bare session document.
-    assert exported[snapshot_rel] == helpers.fixture("session.json")
-    assert exported[f"v1/traces/{seg}.json"] == codec.dumps(snapshot.trace_events)
+    tree = _tree(tmp_path / "legacy")
+    assert tree["sess-0001.json"] == helpers.fixture("session.json")
+    assert tree["traces/sess-0001.json"] == codec.dumps(split["traces"])
+    assert tree["artifacts/sess-0001/artifacts.json"] == codec.dumps(split["artifacts"])
 
 
 def test_legacy_directory_through_a_v1_store(make_store: StoreFactory, tmp_path: Path) -> None:
@@ -270,3 +264,122 @@ def test_export_refreshes_only_changed_files(make_store: StoreFactory, tmp_path:
     assert second.written == []
     assert sorted(second.unchanged) == sorted(first.written)
     assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+# -- re-import never reverts newer data (issue 14.7) ------------------------------------
+
+
+def _newer_turn(store: S3SessionStore) -> bytes:
+    """An agent saves a second turn of sess-0001 (session, traces, artifacts) after import."""
+    session = store.load("sess-0001")
+    assert session is not None
+    session.messages.append(session.messages[0])
+    store.save(session)
+    store.save_trace_events("sess-0001", [])
+    store.save_artifacts("sess-0001", helpers.artifacts("newer output", BIG + "newer"))
+    got = store.get_object(store.layout.session_key("sess-0001"))
+    assert got is not None
+    return got.body
+
+
+def test_reimport_keeps_what_changed_in_the_bucket(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    files = legacy_dir(tmp_path / "src")
+    assert import_dir(make_store(), tmp_path / "src").ok
+    agent = make_store()
+    newer = _newer_turn(agent)
+    newer_artifacts = agent.load_artifacts("sess-0001")
+
+    store = make_store()
+    report = import_dir(store, tmp_path / "src")
+    assert report.ok, report.problems
+    root = store.layout.root
+    changed = {f"{root}sess-0001.json", f"{root}traces/sess-0001.json"}
+    changed.add(f"{root}artifacts/sess-0001/artifacts.json")
+    assert {key for key, _ in report.kept} == changed
+    assert all("not written by an import" in reason for _, reason in report.kept)
+    assert report.uploaded == []
+    assert store.stats.requests.get("PutObject", 0) == 0
+    # The agent's turn is still there.
+    got = store.get_object(f"{root}sess-0001.json")
+    assert got is not None
+    assert got.body == newer
+    assert store.load_trace_events("sess-0001") == []
+    assert store.load_artifacts("sess-0001") == newer_artifacts
+    # Untouched documents still match their files.
+    runs = store.get_object(f"{root}runs/sess-0001.json")
+    assert runs is not None
+    assert runs.body == files["runs/sess-0001.json"]
+
+
+def test_reimport_updates_what_only_an_import_wrote(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    legacy_dir(tmp_path / "src")
+    first = make_store()
+    assert import_dir(first, tmp_path / "src").ok
+    key = f"{first.layout.root}traces/sess-0001.json"
+    got = first.get_object(key)
+    assert got is not None
+    assert got.info.metadata[IMPORT_MARKER] == md5_etag(got.body).strip('"')
+    # The file changed, the bucket's copy is still the import's: replaced (If-Match).
+    _write(tmp_path / "src", "traces/sess-0001.json", b"[]")
+    _write(
+        tmp_path / "src", "artifacts/sess-0001/artifacts.json", codec.dumps(helpers.artifacts(BIG))
+    )
+    store = make_store()
+    report = import_dir(store, tmp_path / "src")
+    assert report.ok, report.problems
+    assert report.kept == []
+    assert sorted(report.uploaded) == [
+        f"{store.layout.root}artifacts/sess-0001/artifacts.json",
+        key,
+    ]
+    assert store.load_trace_events("sess-0001") == []
+    manifest = store.get_object(f"{store.layout.root}artifacts/sess-0001/artifacts.json")
+    assert manifest is not None
+    assert manifest.info.metadata[IMPORT_MARKER] == md5_etag(manifest.body).strip('"')
+
+
+def test_overwrite_replaces_what_changed_in_the_bucket(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    files = legacy_dir(tmp_path / "src")
+    assert import_dir(make_store(), tmp_path / "src").ok
+    _newer_turn(make_store())
+    store = make_store()
+    report = import_dir(store, tmp_path / "src", overwrite=True)
+    assert report.ok, report.problems
+    assert report.kept == []
+    root = store.layout.root
+    assert len(report.uploaded) == 3
+    got = store.get_object(f"{root}sess-0001.json")
+    assert got is not None
+    assert got.body == files["sess-0001.json"]
+    assert got.info.metadata[IMPORT_MARKER] == md5_etag(got.body).strip('"')
+    assert store.load_trace_events("sess-0001") is not None
+    assert store.load_trace_events("sess-0001") != []
+    # Marked as the import's again: a plain re-import is a no-op.
+    again = import_dir(make_store(), tmp_path / "src")
+    assert again.uploaded == []
+    assert again.kept == []
+
+
+def test_reimport_keeps_objects_written_during_the_import(
+    make_store: StoreFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key missing from the listing is written create-only; one written by an agent after
+    the listing wins (and a changed key replaced by If-Match loses to a write in between)."""
+    legacy_dir(tmp_path / "src")
+    store = make_store()
+    agent = make_store()
+    session = codec.loads(SessionData, helpers.fixture("session.json"))
+    session.messages.append(session.messages[0])
+    agent.save(session)  # the agent got there first, after the import listed the bucket
+    monkeypatch.setattr(store, "iter_objects", lambda *a, **k: iter(()))
+    report = import_dir(store, tmp_path / "src")
+    assert report.ok, report.problems
+    assert [key for key, _ in report.kept] == [f"{store.layout.root}sess-0001.json"]
+    assert "during this import" in report.kept[0][1]
+    assert store.load("sess-0001") == session

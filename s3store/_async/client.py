@@ -9,11 +9,16 @@ fault-injecting wrapper in tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import base64
+import contextlib
+import contextvars
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import botocore.exceptions
 
+from s3store._backends import AsyncSemaphore
 from s3store._memory import MemoryBackend, MemoryClientBase
 from s3store.config import (
     StoreSettings,
@@ -32,6 +37,8 @@ from s3store.errors import (
 )
 from s3store.types import GetResult, ListPage, ObjectInfo, PutResult, StoreStats
 
+_BLOB_SEGMENT = "/blobs/"
+
 # What a botocore/aiobotocore call can raise that is about the request, not our code.
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.BotoCoreError,
@@ -39,6 +46,66 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+
+DEFAULT_MAX_IN_FLIGHT = 16
+"""Requests in flight through one :class:`AsyncCountingClient` when nothing says otherwise
+(the default of :attr:`s3store.config.StoreSettings.max_concurrency`)."""
+
+# (key, metadata): user metadata the counting client adds to a PutObject of exactly that key
+# made in this context (thread or task). See :func:`put_metadata`.
+_PUT_METADATA: contextvars.ContextVar[tuple[str, Mapping[str, str]] | None] = (
+    contextvars.ContextVar("s3store_put_metadata", default=None)
+)
+
+
+@contextlib.contextmanager
+def put_metadata(key: str, metadata: Mapping[str, str]) -> Iterator[None]:
+    """Within this block (this thread or task), PUTs of ``key`` also carry ``metadata``.
+
+    For tools that write through the store's own write path (conditions, 409 retries, write
+    tokens) and need to mark what they wrote, e.g. ``s3store import`` marking the objects it
+    wrote (:mod:`s3store.transfer`). Only single-request PUTs of exactly ``key`` are
+    affected; the store's own metadata (write tokens) wins on a name clash.
+    """
+    token = _PUT_METADATA.set((key, dict(metadata)))
+    try:
+        yield
+    finally:
+        _PUT_METADATA.reset(token)
+
+
+def _with_context_metadata(
+    key: str, metadata: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    extra = _PUT_METADATA.get()
+    if extra is None or extra[0] != key:
+        return metadata
+    return {**extra[1], **(metadata or {})}
+
+
+def crc32_b64(body: bytes) -> str:
+    """The ``ChecksumCRC32`` value of ``body``: base64 of the big-endian CRC-32."""
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode("ascii")
+
+
+def _client_checksums(client: Any, settings: StoreSettings) -> bool:
+    """Whether multipart uploads through ``client`` carry CRC32 checksums.
+
+    What the client does decides: botocore adds a CRC32 to every UploadPart on its own
+    unless its (resolved) ``request_checksum_calculation`` is ``when_required``, so the
+    upload must then declare and list it too. A client the store builds is configured from
+    ``settings.checksums``; a client passed in keeps its own choice. Without a botocore
+    configuration, the settings decide.
+    """
+    config = getattr(getattr(client, "meta", None), "config", None)
+    mode = getattr(config, "request_checksum_calculation", None) or settings.checksums
+    return mode != "when_required"
+
+
+def _pool_size(client: Any) -> int | None:
+    config = getattr(getattr(client, "meta", None), "config", None)
+    size = getattr(config, "max_pool_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
 @runtime_checkable
@@ -142,6 +209,16 @@ class AsyncBotoObjectClient:
         self._client = client
         self._owner = owner_args(settings)
         self._write = write_args(settings)
+        # Multipart checksums, consistently or not at all: CreateMultipartUpload declares
+        # CRC32, every UploadPart sends its CRC32, CompleteMultipartUpload lists them. (An
+        # UploadPart checksum under a create that declared none is refused by AWS.)
+        self._checksums = _client_checksums(client, settings)
+        self._part_checksums: dict[str, dict[int, str]] = {}
+        pool = _pool_size(client)
+        self.max_in_flight = (
+            settings.max_concurrency if pool is None else min(settings.max_concurrency, pool)
+        )
+        """Requests the store lets through this client at once (see AsyncCountingClient)."""
 
     def describe(self) -> dict[str, str]:
         # docstring inherited
@@ -240,11 +317,22 @@ class AsyncBotoObjectClient:
 
     async def create_multipart(self, key: str) -> str:
         # docstring inherited
-        created = await self._call("create_multipart_upload", key, Key=key, **self._write)
-        return str(created["UploadId"])
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if self._checksums else {}
+        created = await self._call("create_multipart_upload", key, Key=key, **extra, **self._write)
+        upload_id = str(created["UploadId"])
+        if self._checksums:
+            self._part_checksums[upload_id] = {}
+        return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         # docstring inherited
+        extra: dict[str, Any] = {}
+        checksum = None
+        if self._checksums:
+            # Computed here, not by botocore, so completion can list it whatever the server
+            # echoes back.
+            checksum = crc32_b64(body)
+            extra = {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": checksum}
         uploaded = await self._call(
             "upload_part",
             key,
@@ -252,15 +340,24 @@ class AsyncBotoObjectClient:
             UploadId=upload_id,
             PartNumber=number,
             Body=body,
+            **extra,
             **self._owner,
         )
+        if checksum is not None:
+            self._part_checksums.setdefault(upload_id, {})[number] = checksum
         return str(uploaded["ETag"])
 
     async def complete_multipart(
         self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
     ) -> PutResult:
         # docstring inherited
-        parts = [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)]
+        parts: list[dict[str, Any]] = [
+            {"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)
+        ]
+        checksums = self._part_checksums.get(upload_id)
+        if checksums is not None:
+            for part in parts:
+                part["ChecksumCRC32"] = checksums[part["PartNumber"]]
         response = await self._call(
             "complete_multipart_upload",
             key,
@@ -271,10 +368,12 @@ class AsyncBotoObjectClient:
             **condition_args(if_none_match=if_none_match, if_match=None),
             **self._owner,
         )
+        self._part_checksums.pop(upload_id, None)
         return put_result(response)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         # docstring inherited
+        self._part_checksums.pop(upload_id, None)
         await self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id, **self._owner)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
@@ -472,12 +571,35 @@ class AsyncMemoryObjectClient(MemoryClientBase):
 
 
 class AsyncCountingClient:
-    """Wraps an :class:`AsyncObjectClient` and counts every request into a StoreStats."""
+    """Wraps an :class:`AsyncObjectClient`: counts every request into a StoreStats, and bounds
+    the requests in flight.
 
-    def __init__(self, inner: AsyncObjectClient, stats: StoreStats) -> None:
+    The bound is per store (each store has one counting client) and covers bulk transfers:
+    multipart requests and GET/HEAD/PUT/DELETE of blob keys. However the store's work nests
+    (blobs in parallel, parts of each blob in parallel, gc, fsck), at most ``max_in_flight``
+    of them run at once; the rest wait before they start. Document, manifest and lease
+    requests are not bounded, so they never wait behind a large upload. It defaults to
+    the inner client's ``max_in_flight`` (the aioboto3 adapter sets it from
+    ``settings.max_concurrency``, capped by the client's connection pool, so requests never
+    queue inside the pool holding their bodies), else :data:`DEFAULT_MAX_IN_FLIGHT`.
+    """
+
+    def __init__(
+        self, inner: AsyncObjectClient, stats: StoreStats, *, max_in_flight: int | None = None
+    ) -> None:
         self.inner = inner
         self.bucket = inner.bucket
         self.stats = stats
+        limit = max_in_flight or getattr(inner, "max_in_flight", None) or DEFAULT_MAX_IN_FLIGHT
+        self.max_in_flight: int = max(1, int(limit))
+        self._slots = AsyncSemaphore(self.max_in_flight)
+
+    def _gate(self, key: str | None) -> Any:
+        """The bound for bulk transfers; documents, manifests and leases never wait behind
+        blob uploads (a lease renewal stuck behind a 1 GiB upload would expire)."""
+        if key is not None and _BLOB_SEGMENT in f"/{key}":
+            return self._slots
+        return contextlib.nullcontext()
 
     def describe(self) -> dict[str, str]:
         # docstring inherited
@@ -489,7 +611,8 @@ class AsyncCountingClient:
         # docstring inherited
         result = None
         try:
-            result = await self.inner.get(key, max_bytes=max_bytes, range_end=range_end)
+            async with self._gate(key):
+                result = await self.inner.get(key, max_bytes=max_bytes, range_end=range_end)
             return result
         finally:
             self.stats.record("GetObject", down=len(result.body) if result else 0)
@@ -497,7 +620,8 @@ class AsyncCountingClient:
     async def head(self, key: str) -> ObjectInfo | None:
         # docstring inherited
         try:
-            return await self.inner.head(key)
+            async with self._gate(key):
+                return await self.inner.head(key)
         finally:
             self.stats.record("HeadObject")
 
@@ -511,56 +635,78 @@ class AsyncCountingClient:
         metadata: Mapping[str, str] | None = None,
     ) -> PutResult:
         # docstring inherited
+        metadata = _with_context_metadata(key, metadata)
         try:
-            return await self.inner.put(
-                key, body, if_none_match=if_none_match, if_match=if_match, metadata=metadata
-            )
+            async with self._gate(key):
+                return await self.inner.put(
+                    key, body, if_none_match=if_none_match, if_match=if_match, metadata=metadata
+                )
         finally:
             self.stats.record("PutObject", up=len(body))
 
     async def create_multipart(self, key: str) -> str:
         # docstring inherited
         try:
-            return await self.inner.create_multipart(key)
+            async with self._slots:
+                return await self.inner.create_multipart(key)
         finally:
             self.stats.record("CreateMultipartUpload")
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         # docstring inherited
         try:
-            return await self.inner.upload_part(key, upload_id, number, body)
+            async with self._slots:
+                return await self.inner.upload_part(key, upload_id, number, body)
         finally:
             self.stats.record("UploadPart", up=len(body))
+
+    async def upload_part_from(
+        self, key: str, upload_id: str, number: int, body: Callable[[], bytes]
+    ) -> str:
+        """:meth:`upload_part` with the body built by ``body()`` only once the request may
+        start: a part's bytes exist only while it is in flight, never while it waits."""
+        size = 0
+        try:
+            async with self._slots:
+                data = body()
+                size = len(data)
+                return await self.inner.upload_part(key, upload_id, number, data)
+        finally:
+            self.stats.record("UploadPart", up=size)
 
     async def complete_multipart(
         self, key: str, upload_id: str, etags: Sequence[str], *, if_none_match: bool = False
     ) -> PutResult:
         # docstring inherited
         try:
-            return await self.inner.complete_multipart(
-                key, upload_id, etags, if_none_match=if_none_match
-            )
+            async with self._slots:
+                return await self.inner.complete_multipart(
+                    key, upload_id, etags, if_none_match=if_none_match
+                )
         finally:
             self.stats.record("CompleteMultipartUpload")
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         # docstring inherited
         try:
-            await self.inner.abort_multipart(key, upload_id)
+            async with self._slots:
+                await self.inner.abort_multipart(key, upload_id)
         finally:
             self.stats.record("AbortMultipartUpload")
 
     async def delete(self, key: str, *, if_match: str | None = None) -> None:
         # docstring inherited
         try:
-            await self.inner.delete(key, if_match=if_match)
+            async with self._gate(key):
+                await self.inner.delete(key, if_match=if_match)
         finally:
             self.stats.record("DeleteObject")
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # docstring inherited
         try:
-            await self.inner.delete_many(keys)
+            async with self._gate(None):
+                await self.inner.delete_many(keys)
         finally:
             self.stats.record("DeleteObjects")
 
@@ -574,23 +720,26 @@ class AsyncCountingClient:
     ) -> ListPage:
         # docstring inherited
         try:
-            return await self.inner.list_page(
-                prefix, delimiter=delimiter, token=token, max_keys=max_keys
-            )
+            async with self._gate(None):
+                return await self.inner.list_page(
+                    prefix, delimiter=delimiter, token=token, max_keys=max_keys
+                )
         finally:
             self.stats.record("ListObjectsV2")
 
     async def head_bucket(self) -> None:
         # docstring inherited
         try:
-            await self.inner.head_bucket()
+            async with self._gate(None):
+                await self.inner.head_bucket()
         finally:
             self.stats.record("HeadBucket")
 
     async def create_bucket(self) -> None:
         # docstring inherited
         try:
-            await self.inner.create_bucket()
+            async with self._gate(None):
+                await self.inner.create_bucket()
         finally:
             self.stats.record("CreateBucket")
 

@@ -1,43 +1,87 @@
 """Single-writer leases with fencing, on S3 conditions alone.
 
 S3 conditions cover one key, and an ETag depends only on the bytes. So a lease cannot make
-writes to *other* keys conditional on it; instead the session document itself is fenced:
+writes to *other* keys conditional on it; instead the session document itself is fenced.
 
-1. The lease object ``<prefix>/leases/<id>.json`` is created create-only (epoch 1), or an
-   expired one is taken over with If-Match on its ETag (epoch + 1). Expiry compares the
-   lease object's ``Last-Modified`` with the ``Date`` of the server's response: both are the
-   server's clock, so workers' clocks never need to agree.
-2. Right after acquiring, the holder *fences* the session: it rewrites the session document
-   with a top-level ``"s3store_fence": {"holder": …, "epoch": …}`` member, by
-   compare-and-swap. The bytes change, so the ETag changes, so every write a previous holder
-   makes with the ETag it last saw fails, even if the new holder has written nothing else.
-   The Rust agent ignores the unknown member (``SessionData`` does not deny unknown fields).
-3. Writes under the lease (``store.save(session, lease=lease)``) are If-Match on the last
-   ETag this holder wrote or read. A precondition failure is checked against the lease
-   object: if another holder now owns it, the error is LeaseLostError.
-4. A background task renews the lease (If-Match rewrite) every ttl/3; release deletes it
-   (conditionally where the server supports conditional delete).
+Objects:
 
-Cost: acquire is 1 PUT (+1 GET +1 PUT on takeover) plus the fence (1 GET + 1 PUT if the
-session exists); each write under the lease is the one PUT it always was; renewals are one
-PUT per ttl/3.
+- The lease object, ``<prefix>/leases/<safe id>.json`` (legacy layout) or
+  ``<prefix>/v1/leases/id_<b64>.json`` (v1 layout): ``{"holder", "epoch", "token",
+  "ttl_ms", "released", "nonce", ...}``. It is **never deleted**, so the epochs of a session
+  only ever increase, also across release and re-acquire.
+- The fence, a top-level member of the session document:
+  ``"s3store_fence": {"holder": …, "epoch": …, "token": <uuid4 hex>}``. ``token`` is new for
+  every acquisition, so no two acquisitions ever write the same fence (no ABA, even with a
+  reused holder name). The Rust agent ignores the unknown member (``SessionData`` does not
+  deny unknown fields).
+- A *placeholder*: when the session does not exist at takeover, the holder creates
+  ``{"s3store_placeholder": true, "s3store_fence": {...}}`` under the session key, so there
+  is always a fenced version to compare against. Placeholders are "no session" to
+  :meth:`load`, :meth:`exists`, :meth:`list`, :meth:`fsck` and export (see
+  :func:`is_placeholder`); a create-only ``save`` replaces one.
+
+Protocol:
+
+1. **Acquire.** GET the lease object. Missing → create-only PUT, epoch 1. Released, or
+   expired (its ``Last-Modified`` + ttl + 1 s ≤ the ``Date`` of the server's response: both
+   the server's clock, so workers' clocks never need to agree), or held under this very
+   holder name → If-Match PUT with epoch + 1. Held by another live holder → LeaseHeldError.
+   A lost race (412) re-reads and decides again. Holder names identify processes: a second
+   process using the same name takes the lease over at once, and the two fence each other.
+2. **Fence**, always. GET the session: a document (or placeholder) → If-Match rewrite with
+   this acquisition's fence; missing → create-only placeholder. A document already fenced at
+   a higher epoch means a newer holder exists → LeaseLostError. A 412 re-reads and fences
+   again. Then GET the lease object once more: still ours at our epoch, or LeaseLostError.
+   If fencing fails for any reason the lease object is released (not leaked for the ttl).
+3. **Write.** Every write under the lease is If-Match against a version carrying this
+   acquisition's fence, never create-only: a stale holder's write fails whatever it last
+   saw. ``store.save(session, lease=lease)`` is a blind If-Match write;
+   :meth:`AsyncLease.update` (``store.update(id, fn, lease=lease)``) reads, applies ``fn``
+   and writes If-Match. A 412 is explained with one or two GETs: a newer fence or a lease
+   object that is no longer ours → LeaseLostError; otherwise the session was changed by a
+   writer outside the lease (plain ``save``, ``delete``) → PreconditionFailedError.
+4. **Renew** every ttl/3 in the background (If-Match rewrite of the lease object). A
+   transient error is retried at the next tick; renewal stops only on LeaseLostError or
+   once it has failed for a whole ttl (the lease may have expired: writes then raise
+   LeaseLostError).
+5. **Release**: waits for a renewal in flight, then If-Match rewrites the lease object with
+   ``"released": true``, keeping its epoch (no DELETE, so no conditional-delete support is
+   needed).
+
+Unknown outcomes (:class:`~s3store.errors.OutcomeUnknownError`, any TransientError of a
+write) are treated as "may have landed": the lease object and the session are re-read, and
+a write counts as ours when the object carries this acquisition's token (and, for the lease
+object, this write's nonce).
+
+Cost, in requests: acquire 2 (GET + PUT of the lease object) + fence 3 (GET + PUT of the
+session, GET of the lease object) = 5; each lost race or unknown outcome adds a GET and a
+PUT. ``save`` under the lease is 1 PUT; ``update`` under the lease is 1 GET + 1 PUT (as the
+plain ``update``). A 412 costs 1–2 GETs more. Renewal is 1 PUT per ttl/3; release is 1 PUT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from s3store._backends import AsyncPeriodic
 from s3store.errors import (
     AlreadyExistsError,
-    ConflictError,
+    ConfigurationError,
+    CorruptObjectError,
+    InvalidIdError,
+    KeyCollisionError,
     LeaseHeldError,
     LeaseLostError,
     PreconditionFailedError,
     StoreError,
+    TransientError,
 )
 from s3store.models import SessionData
 from s3store.types import IfMatch, PutMode, PutResult
@@ -45,10 +89,78 @@ from s3store.types import IfMatch, PutMode, PutResult
 if TYPE_CHECKING:
     from s3store._async.store import AsyncS3SessionStore
 
+log = logging.getLogger("s3store")
+
 FENCE_KEY = "s3store_fence"
+PLACEHOLDER_KEY = "s3store_placeholder"
 LEASE_SCHEMA = "s3store.session-lease.v1"
+MAX_HOLDER_BYTES = 128
+PLACEHOLDER_MAX_BYTES = 300
+"""Every placeholder is at most this many bytes; the smallest possible ``SessionData``
+document (compact JSON, every optional member left out) is 334 bytes. So ``list`` can skip
+placeholders by the size a listing reports, without reading them."""
+MAX_EPOCH = 10**15
 _CLOCK_RESOLUTION = timedelta(seconds=1)
+_ACQUIRE_ATTEMPTS = 10
 _FENCE_ATTEMPTS = 50
+_WRITE_ATTEMPTS = 5
+_TRANSIENT_ATTEMPTS = 3
+
+
+def is_placeholder(body: bytes) -> bool:
+    """Whether a session-key object is a lease placeholder, i.e. "no session".
+
+    Placeholders are what a lease holder creates when it takes over a session that does not
+    exist yet. Load, exists, list, fsck and export treat them as absent. Cheap: anything
+    larger than :data:`PLACEHOLDER_MAX_BYTES` is rejected without parsing.
+    """
+    if len(body) > PLACEHOLDER_MAX_BYTES:
+        return False
+    document = _parse(body)
+    return document.get(PLACEHOLDER_KEY) is True
+
+
+def may_be_placeholder(size: int, overhead: int = 0) -> bool:
+    """Whether an object of ``size`` bytes under a session key can be a placeholder (no
+    real session document is this small), e.g. to filter a listing without reading.
+
+    ``overhead``: the most bytes encryption at rest adds to a document (the store's key
+    ring; 0 without one), since a sealed placeholder is that much larger.
+    """
+    return size <= PLACEHOLDER_MAX_BYTES + overhead
+
+
+def validate_holder(holder: Any) -> None:
+    """Holder names: 1–128 bytes of UTF-8, no control characters, no ``"`` or ``\\``
+    (so every placeholder stays below :data:`PLACEHOLDER_MAX_BYTES`)."""
+    if not isinstance(holder, str) or not holder.strip():
+        raise ConfigurationError("lease holder must be a non-blank string")
+    try:
+        size = len(holder.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ConfigurationError("lease holder is not valid UTF-8") from None
+    if size > MAX_HOLDER_BYTES:
+        raise ConfigurationError(
+            f"lease holder is {size} bytes of UTF-8, over the {MAX_HOLDER_BYTES}-byte limit"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c in '"\\' for c in holder):
+        raise ConfigurationError('lease holder must not contain control characters, " or \\')
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A lease object as read: its parsed members and ETag."""
+
+    document: dict[str, Any]
+    etag: str
+
+    @property
+    def holder(self) -> Any:
+        return self.document.get("holder")
+
+    @property
+    def epoch(self) -> int:
+        return _epoch(self.document.get("epoch"))
 
 
 class AsyncLease:
@@ -56,195 +168,515 @@ class AsyncLease:
 
     Attributes:
         id: the session id.
-        holder: this holder's name.
-        epoch: the fencing epoch; it increases on every takeover.
+        holder: this holder's name (it names a process: two processes sharing a name
+            take the lease from each other).
+        epoch: the fencing epoch; it increases on every acquisition, never restarts.
+        token: unique to this acquisition; part of the fence.
     """
 
     def __init__(self, store: AsyncS3SessionStore, id: str, *, holder: str, ttl: float) -> None:
-        if not holder.strip():
-            raise ValueError("lease holder must not be blank")
-        if ttl <= 0:
-            raise ValueError("lease ttl must be positive")
+        validate_holder(holder)
+        if not ttl > 0:
+            raise ConfigurationError("lease ttl must be positive")
         self.store = store
         self.id = id
         self.holder = holder
         self.ttl = ttl
         self.epoch = 0
+        self.token = uuid.uuid4().hex
         self.key = store.layout.lease_key(id)
+        self.session_key = store.layout.session_key(id)
+        self.renewals = 0
         self._etag: str | None = None
         self._session_etag: str | None = None
         self._renewer: AsyncPeriodic | None = None
         self._lost: LeaseLostError | None = None
-        self.renewals = 0
 
     def __repr__(self) -> str:
         return f"AsyncLease(id={self.id!r}, holder={self.holder!r}, epoch={self.epoch})"
 
-    def _body(self, epoch: int) -> bytes:
+    # -- documents -----------------------------------------------------------------------
+
+    def _body(self, epoch: int, *, released: bool = False) -> tuple[bytes, str]:
+        nonce = uuid.uuid4().hex
         document = {
             "schema": LEASE_SCHEMA,
             "holder": self.holder,
             "epoch": epoch,
+            "token": self.token,
             "ttl_ms": int(self.ttl * 1000),
-            "nonce": uuid.uuid4().hex,
+            "released": released,
+            "nonce": nonce,
         }
-        return json.dumps(document, indent=2).encode()
+        return json.dumps(document, indent=2).encode(), nonce
 
-    async def acquire(self) -> None:
-        """Take the lease: create it, or take over an expired one. LeaseHeldError if held."""
-        try:
-            result = await self.store._put(self.key, self._body(1), "create")
-            self.epoch = 1
-        except AlreadyExistsError:
-            result = await self._take_over()
-        self._etag = result.etag
-        await self._fence()
+    def _fence_member(self) -> dict[str, Any]:
+        return {"holder": self.holder, "epoch": self.epoch, "token": self.token}
 
-    async def _take_over(self) -> PutResult:
-        client = await self.store._object_client()
-        got = await client.get(self.key)
-        if got is None:
-            # Released between our create and this read: try a fresh create once more.
-            result = await self.store._put(self.key, self._body(1), "create")
-            self.epoch = 1
-            return result
-        current = _parse(got.body)
-        modified = got.info.last_modified
-        now = got.info.server_time or datetime.now(UTC)
-        ttl_ms = int(current.get("ttl_ms", 0))
-        # HTTP dates have one-second resolution and both are truncated, so a lease could look
-        # up to a second older than it is: add that second before calling it expired.
-        expires = (
-            modified + timedelta(milliseconds=ttl_ms) + _CLOCK_RESOLUTION if modified else None
-        )
-        expired = expires is None or expires <= now
-        if not expired and current.get("holder") != self.holder:
-            raise LeaseHeldError(
-                f"lease held by {current.get('holder')!r} (epoch {current.get('epoch')}) "
-                f"until {expires}",
-                bucket=self.store.bucket,
-                key=self.key,
-            )
-        epoch = int(current.get("epoch", 0)) + 1
-        try:
-            result = await self.store._put(self.key, self._body(epoch), IfMatch(got.info.etag))
-        except PreconditionFailedError as exc:
-            raise LeaseHeldError(
-                "another holder took the lease over first", bucket=self.store.bucket, key=self.key
-            ) from exc
-        self.epoch = epoch
-        return result
+    def _placeholder(self) -> bytes:
+        document = {PLACEHOLDER_KEY: True, FENCE_KEY: self._fence_member()}
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
     def _fenced(self, session: SessionData) -> SessionData:
         fenced = session.model_copy()
         extra = dict(fenced.__pydantic_extra__ or {})
-        extra[FENCE_KEY] = {"holder": self.holder, "epoch": self.epoch}
+        extra[FENCE_KEY] = self._fence_member()
         fenced.__pydantic_extra__ = extra
         return fenced
 
-    async def _fence(self) -> None:
-        """Rewrite the session document with this epoch, so stale holders' ETags go stale."""
-        store = self.store
-        key = store.layout.session_key(self.id)
-        for _ in range(_FENCE_ATTEMPTS):
-            current = await store.load_versioned(self.id)
-            if current is None:
-                self._session_etag = None
-                return
-            body = store._encode(self._fenced(current.value), key)
-            try:
-                result = await store._put(key, body, IfMatch(current.etag))
-            except PreconditionFailedError:
-                continue  # a stale holder wrote in between; read again and fence again
-            self._session_etag = result.etag
-            return
-        raise LeaseHeldError(
-            f"could not fence the session in {_FENCE_ATTEMPTS} attempts: "
-            "another writer keeps replacing it",
-            bucket=store.bucket,
-            key=key,
+    def _ours(self, seen: _Seen | None) -> bool:
+        """Whether the lease object is this acquisition's, live (not released)."""
+        return (
+            seen is not None
+            and seen.document.get("token") == self.token
+            and seen.holder == self.holder
+            and seen.epoch == self.epoch
+            and seen.document.get("released") is not True
         )
 
-    async def save_session(self, session: SessionData) -> PutResult:
-        """Write the session under this lease (what ``store.save(..., lease=...)`` calls)."""
-        if self._lost is not None:
-            raise self._lost
-        if session.id != self.id:
-            raise ValueError(f"lease is for session {self.id!r}, not {session.id!r}")
-        store = self.store
-        key = store.layout.session_key(self.id)
-        mode: PutMode = IfMatch(self._session_etag) if self._session_etag else "create"
-        try:
-            result = await store._put(key, store._encode(self._fenced(session), key), mode)
-        except ConflictError as exc:
-            await self._check_still_held(exc)
-            raise
-        self._session_etag = result.etag
-        return result
+    def _lost_error(self, message: str, seen: _Seen | None) -> LeaseLostError:
+        self._lost = LeaseLostError(
+            message,
+            bucket=self.store.bucket,
+            key=self.key,
+            holder=self.holder,
+            epoch=self.epoch,
+            current_holder=seen.holder if seen else None,
+            current_epoch=seen.epoch if seen else None,
+        )
+        return self._lost
 
-    async def _check_still_held(self, cause: BaseException | None = None) -> None:
+    async def _read_lease(self) -> tuple[_Seen | None, datetime | None, datetime]:
+        """The lease object (None if missing), its Last-Modified and the server's time."""
         client = await self.store._object_client()
         got = await client.get(self.key)
-        current = _parse(got.body) if got is not None else {}
-        if (
-            got is None
-            or current.get("holder") != self.holder
-            or current.get("epoch") != self.epoch
-        ):
-            self._lost = LeaseLostError(
-                "lease lost or taken over",
-                bucket=self.store.bucket,
-                key=self.key,
-                holder=self.holder,
-                epoch=self.epoch,
-                current_holder=current.get("holder"),
-                current_epoch=current.get("epoch"),
+        if got is None:
+            return None, None, datetime.now(UTC)
+        document = _parse(self.store._open_document(self.key, got.body))
+        if not document or not _valid_epoch(document.get("epoch")):
+            raise CorruptObjectError(
+                "lease object is not a lease document", bucket=self.store.bucket, key=self.key
             )
-            raise self._lost from cause
+        now = got.info.server_time or datetime.now(UTC)
+        return _Seen(document, got.info.etag), got.info.last_modified, now
+
+    # -- acquire -------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Take the lease and fence the session. LeaseHeldError if another holder has it.
+
+        If fencing fails, the lease object is released before the error is raised.
+        """
+        await self._take_lease_object()
+        try:
+            await self._fence()
+        except BaseException:
+            await self._release_lease_object()
+            raise
+
+    async def _take_lease_object(self) -> None:
+        transient = 0
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            seen, modified, now = await self._read_lease()
+            if seen is not None and self._ours(seen):
+                # Our own write whose answer was lost did land.
+                self._etag = seen.etag
+                return
+            mode: PutMode
+            if seen is None:
+                epoch, mode = 1, "create"
+            else:
+                if seen.document.get("token") != self.token and not self._free(seen, modified, now):
+                    raise LeaseHeldError(
+                        f"lease held by {seen.holder!r} (epoch {seen.epoch}) until "
+                        f"{self._expiry(seen, modified)}",
+                        bucket=self.store.bucket,
+                        key=self.key,
+                    )
+                epoch, mode = seen.epoch + 1, IfMatch(seen.etag)
+            if epoch > MAX_EPOCH:
+                raise CorruptObjectError(
+                    f"lease epoch {epoch} is out of range", bucket=self.store.bucket, key=self.key
+                )
+            body, _ = self._body(epoch)
+            previous = self.epoch
+            self.epoch = epoch
+            try:
+                result = await self.store._put(self.key, body, mode)
+            except (AlreadyExistsError, PreconditionFailedError):
+                self.epoch = previous
+                continue  # someone else moved first: read again and decide again
+            except TransientError:
+                # May have landed: the next read tells (our token at this epoch).
+                transient += 1
+                if transient > _TRANSIENT_ATTEMPTS:
+                    self.epoch = previous
+                    raise
+                continue
+            if result.superseded:
+                continue  # landed, then replaced before we heard: read again
+            self._etag = result.etag
+            return
+        raise LeaseHeldError(
+            f"could not take the lease in {_ACQUIRE_ATTEMPTS} attempts: other holders keep "
+            "taking it",
+            bucket=self.store.bucket,
+            key=self.key,
+        )
+
+    def _expiry(self, seen: _Seen, modified: datetime | None) -> datetime | None:
+        ttl_ms = seen.document.get("ttl_ms", 0)
+        ttl_ms = ttl_ms if isinstance(ttl_ms, int | float) and not isinstance(ttl_ms, bool) else 0
+        # HTTP dates have one-second resolution and both are truncated, so a lease could look
+        # up to a second older than it is: add that second before calling it expired.
+        if modified is None:
+            return None
+        return modified + timedelta(milliseconds=ttl_ms) + _CLOCK_RESOLUTION
+
+    def _free(self, seen: _Seen, modified: datetime | None, now: datetime) -> bool:
+        """Released, expired (by the server's clock), or held under our own name."""
+        if seen.document.get("released") is True or seen.holder == self.holder:
+            return True
+        expires = self._expiry(seen, modified)
+        return expires is None or expires <= now
+
+    # -- fence ---------------------------------------------------------------------------
+
+    def _fence_state(self, fence: Any) -> str:
+        """Our fence ("ours"), another acquisition's at our epoch or later ("newer"), or an
+        older one or none ("older")."""
+        if not isinstance(fence, dict):
+            return "older"
+        epoch = _epoch(fence.get("epoch"))
+        if (
+            fence.get("token") == self.token
+            and fence.get("holder") == self.holder
+            and epoch == self.epoch
+        ):
+            return "ours"
+        return "newer" if epoch >= self.epoch else "older"
+
+    async def _read_session(self) -> tuple[SessionData | None, Any, str] | None:
+        """The session key's object: (session or None for a placeholder, fence, ETag)."""
+        store = self.store
+        got = await store._get(self.session_key)
+        if got is None:
+            return None
+        body, info = got
+        if is_placeholder(body):
+            return None, _parse(body).get(FENCE_KEY), info.etag
+        session = store._decode_session(body, self.session_key)
+        if session is None:  # a placeholder by the store's own test
+            return None, _parse(body).get(FENCE_KEY), info.etag
+        if session.id != self.id:
+            raise KeyCollisionError(
+                "session file key collision: the stored document belongs to another id",
+                requested=self.id,
+                stored=session.id,
+                bucket=store.bucket,
+                key=self.session_key,
+            )
+        return session, (session.__pydantic_extra__ or {}).get(FENCE_KEY), info.etag
+
+    async def _fence(self) -> None:
+        """Put this acquisition's fence on the session key, then confirm the lease."""
+        store = self.store
+        key = self.session_key
+        transient = 0
+        for _ in range(_FENCE_ATTEMPTS):
+            current = await self._read_session()
+            mode: PutMode
+            extra: dict[str, str] | None = None
+            if current is None:
+                body, mode = self._placeholder(), "create"
+            else:
+                session, fence, etag = current
+                state = self._fence_state(fence)
+                if state == "ours":
+                    self._session_etag = etag  # our own write whose answer was lost
+                    break
+                if state == "newer":
+                    await self._overtake(_epoch(fence.get("epoch")))
+                    continue
+                if session is None:
+                    body = self._placeholder()
+                else:
+                    # A snapshot keeps its other members: only ``session`` is replaced.
+                    body, extra = await store._session_body(self._fenced(session), key, etag)
+                mode = IfMatch(etag)
+            try:
+                result = await store._put(key, body, mode, metadata=extra)
+            except (AlreadyExistsError, PreconditionFailedError):
+                continue  # another writer got in between: read again, fence again
+            except TransientError:
+                transient += 1
+                if transient > _TRANSIENT_ATTEMPTS:
+                    raise
+                continue  # may have landed: the next read tells (our token in the fence)
+            if result.superseded:
+                continue  # landed, then replaced before we heard: read again
+            self._session_etag = result.etag
+            break
+        else:
+            raise LeaseHeldError(
+                f"could not fence the session in {_FENCE_ATTEMPTS} attempts: "
+                "another writer keeps replacing it",
+                bucket=store.bucket,
+                key=key,
+            )
+        seen, _, _ = await self._read_lease()
+        if not self._ours(seen):
+            raise self._lost_error("lease taken over while fencing", seen)
+        assert seen is not None
+        self._etag = seen.etag
+
+    async def _overtake(self, fence_epoch: int) -> None:
+        """The session carries a fence at our epoch or later. If the lease object is still
+        ours, that fence predates it (a lease object deleted by hand or by an older s3store,
+        whose epochs restarted): move our epoch past it. Otherwise a newer holder has it."""
+        seen, _, _ = await self._read_lease()
+        if not self._ours(seen):
+            raise self._lost_error("a newer holder fenced the session", seen)
+        assert seen is not None
+        self._etag = seen.etag
+        self.epoch = fence_epoch + 1  # set first: a landed write with an unknown outcome is ours
+        body, _ = self._body(self.epoch)
+        try:
+            result = await self.store._put(self.key, body, IfMatch(seen.etag))
+        except PreconditionFailedError as exc:
+            raise self._lost_error("lease taken over while fencing", None) from exc
+        self._etag = result.etag
+
+    # -- writes under the lease ----------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+        if self._etag is None:
+            raise LeaseLostError(
+                "lease is not held", bucket=self.store.bucket, key=self.key, holder=self.holder
+            )
+        renewer = self._renewer
+        if renewer is not None and renewer.error is not None:
+            if isinstance(renewer.error, LeaseLostError):
+                self._lost = renewer.error
+            else:
+                self._lost = self._lost_error(
+                    f"lease renewal failed for a whole ttl ({renewer.error}); it may have "
+                    "expired and been taken over",
+                    None,
+                )
+            raise self._lost
+
+    async def _explain_conflict(self, cause: BaseException) -> str | None:
+        """After a 412 on the session: our fence's current ETag if the session still carries
+        this acquisition's fence, else raise LeaseLostError or PreconditionFailedError."""
+        current = await self._read_session()
+        if current is not None:
+            state = self._fence_state(current[1])
+            if state == "ours":
+                return current[2]
+            if state == "newer":
+                seen, _, _ = await self._read_lease()
+                raise self._lost_error(
+                    "lease lost: a newer holder fenced the session", seen
+                ) from cause
+        seen, _, _ = await self._read_lease()
+        if not self._ours(seen):
+            raise self._lost_error("lease lost or taken over", seen) from cause
+        raise PreconditionFailedError(
+            "the session was changed or deleted outside the lease (a write without the "
+            "lease, or delete); the lease holder cannot write over it: acquire again",
+            bucket=self.store.bucket,
+            key=self.session_key,
+            expected_etag=self._session_etag,
+            actual_etag=current[2] if current is not None else None,
+        ) from cause
+
+    async def save_session(self, session: SessionData) -> PutResult:
+        """Write the session under this lease (what ``store.save(..., lease=...)`` calls):
+        If-Match against the version this acquisition last wrote or fenced."""
+        self._check_usable()
+        if session.id != self.id:
+            raise InvalidIdError(
+                f"lease is for session {self.id!r}, not {session.id!r}", id=session.id
+            )
+        store = self.store
+        key = self.session_key
+        fenced = self._fenced(session)
+        for _ in range(_WRITE_ATTEMPTS):
+            etag = self._session_etag
+            if etag is None:
+                etag = await self._explain_conflict(
+                    PreconditionFailedError(
+                        "outcome of the last write unknown",
+                        bucket=store.bucket,
+                        key=key,
+                        expected_etag=None,
+                    )
+                )
+                assert etag is not None
+            body, extra = await store._session_body(fenced, key, etag)
+            try:
+                result = await store._put(key, body, IfMatch(etag), metadata=extra)
+            except PreconditionFailedError as exc:
+                self._session_etag = await self._explain_conflict(exc)
+                continue
+            except TransientError:
+                self._session_etag = None  # may have landed: the next write re-reads
+                raise
+            self._session_etag = None if result.superseded else result.etag
+            return result
+        raise PreconditionFailedError(
+            "the session keeps changing under the lease",
+            bucket=store.bucket,
+            key=key,
+            expected_etag=self._session_etag,
+        )
+
+    async def update(
+        self,
+        fn: Callable[[SessionData | None], SessionData | Awaitable[SessionData]],
+        *,
+        id: str | None = None,
+    ) -> PutResult:
+        """Read-modify-write under the lease (``store.update(id, fn, lease=lease)``).
+
+        One GET and one If-Match PUT. ``fn`` gets the session (None while the session does
+        not exist yet) and returns the new one. The write is refused (LeaseLostError) once
+        another holder has taken over. ``fn`` runs again only after a 412 that the re-read
+        shows was not caused by another holder (it may run more than once: no side
+        effects); after an unknown outcome nothing is re-run (OutcomeUnknownError).
+        """
+        self._check_usable()
+        if id is not None and id != self.id:
+            raise InvalidIdError(f"lease is for session {self.id!r}, not {id!r}", id=id)
+        store = self.store
+        key = self.session_key
+        cause: BaseException = PreconditionFailedError(
+            "session changed", bucket=store.bucket, key=key, expected_etag=self._session_etag
+        )
+        for _ in range(_WRITE_ATTEMPTS):
+            current = await self._read_session()
+            if current is None or self._fence_state(current[1]) != "ours":
+                await self._explain_conflict(cause)
+                continue
+            session, _, etag = current
+            result = fn(session)
+            new = await result if isinstance(result, Awaitable) else result
+            if new.id != self.id:
+                raise InvalidIdError(f"update() returned a session with id {new.id!r}", id=self.id)
+            body, extra = await store._session_body(self._fenced(new), key, etag)
+            try:
+                written = await store._put(key, body, IfMatch(etag), metadata=extra)
+            except PreconditionFailedError as exc:
+                cause = exc
+                continue
+            except TransientError:
+                self._session_etag = None
+                raise
+            self._session_etag = None if written.superseded else written.etag
+            return written
+        raise PreconditionFailedError(
+            "the session keeps changing under the lease",
+            bucket=store.bucket,
+            key=key,
+            expected_etag=self._session_etag,
+        )
+
+    # -- renewal and release -------------------------------------------------------------
 
     async def renew(self) -> None:
-        """Extend the lease (one conditional PUT); LeaseLostError if it was taken over."""
-        if self._etag is None:
-            raise LeaseLostError("lease is not held", bucket=self.store.bucket, key=self.key)
-        try:
-            result = await self.store._put(self.key, self._body(self.epoch), IfMatch(self._etag))
-        except PreconditionFailedError as exc:
-            await self._check_still_held(exc)
-            raise
-        self._etag = result.etag
-        self.renewals += 1
+        """Extend the lease (one conditional PUT); LeaseLostError if it was taken over.
+
+        A transient error (or an unknown outcome) is checked with one GET and re-raised, so
+        the background renewer tries again at its next tick.
+        """
+        self._check_usable()
+        for _ in range(2):
+            etag = self._etag
+            assert etag is not None
+            body, nonce = self._body(self.epoch)
+            try:
+                result = await self.store._put(self.key, body, IfMatch(etag))
+            except PreconditionFailedError as exc:
+                seen, _, _ = await self._read_lease()
+                if not self._ours(seen):
+                    raise self._lost_error("lease lost or taken over", seen) from exc
+                assert seen is not None
+                self._etag = seen.etag  # an earlier renewal of ours landed late
+                continue
+            except TransientError:
+                seen, _, _ = await self._read_lease()
+                if not self._ours(seen):
+                    raise self._lost_error("lease lost or taken over", seen) from None
+                assert seen is not None
+                self._etag = seen.etag
+                if seen.document.get("nonce") == nonce:
+                    self.renewals += 1
+                    return
+                raise
+            if result.superseded:
+                seen, _, _ = await self._read_lease()
+                if not self._ours(seen):
+                    raise self._lost_error("lease lost or taken over", seen)
+                assert seen is not None
+                result = dataclasses.replace(result, etag=seen.etag)
+            self._etag = result.etag
+            self.renewals += 1
+            return
 
     def start_renewing(self) -> None:
-        """Renew every ttl/3 in the background until released."""
-        self._renewer = AsyncPeriodic(self.renew, self.ttl / 3)
+        """Renew every ttl/3 in the background until released (see :meth:`renew`)."""
+        self._renewer = AsyncPeriodic(
+            self.renew, self.ttl / 3, fatal=(LeaseLostError,), give_up_after=self.ttl
+        )
         self._renewer.start()
 
     async def release(self) -> None:
-        """Stop renewing and delete the lease object if this holder still owns it."""
+        """Stop renewing (waiting for a renewal in flight) and mark the lease object
+        released, keeping its epoch. Never raises a StoreError: a lease that cannot be
+        released simply expires."""
         if self._renewer is not None:
             await self._renewer.stop()
             self._renewer = None
-        if self._etag is None or self._lost is not None:
-            return
-        client = await self.store._object_client()
-        caps = await self.store._conditions()
-        try:
-            if caps.conditional_delete:
-                await client.delete(self.key, if_match=self._etag)
-            else:
-                # No conditional delete on this server: check, then delete (a small window in
-                # which a takeover could be undone; the new holder's fence still holds).
-                info = await client.head(self.key)
-                if info is not None and info.etag == self._etag:
-                    await client.delete(self.key)
-        except (PreconditionFailedError, StoreError):
-            pass
+        if self._lost is None:
+            await self._release_lease_object()
         self._etag = None
+
+    async def _release_lease_object(self) -> None:
+        if self._etag is None:
+            return
+        try:
+            for _ in range(3):
+                body, _ = self._body(self.epoch, released=True)
+                try:
+                    await self.store._put(self.key, body, IfMatch(self._etag))
+                    self._etag = None
+                    return
+                except (PreconditionFailedError, TransientError):
+                    seen, _, _ = await self._read_lease()
+                    if not self._ours(seen):
+                        return  # released (our unknown write landed) or someone else's now
+                    assert seen is not None
+                    self._etag = seen.etag
+        except StoreError as exc:
+            log.debug(
+                "bucket=<%s> key=<%s> | lease release failed: %s", self.store.bucket, self.key, exc
+            )
 
 
 def _parse(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _valid_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH
+
+
+def _epoch(value: Any) -> int:
+    return value if _valid_epoch(value) else 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from s3store import AsyncS3SessionStore, codec
+from s3store import AsyncS3SessionStore, cas, codec
 from s3store._async.lease import AsyncLease
 from s3store._backends import agather_limited, asleep
 from s3store.errors import (
@@ -28,7 +28,7 @@ from s3store.errors import (
     UnsupportedBackendError,
 )
 from s3store.keys import encode_v1_id
-from s3store.models import SessionData
+from s3store.models import SessionData, SessionSnapshotV1, WorkflowCheckpoint
 from s3store.testing import MemoryBackend, MemoryObjectClient
 from s3store.types import IfMatch
 from tests import helpers
@@ -138,6 +138,41 @@ async def test_key_layout_mirrors_the_rust_tree(
             f"{p}/loop_checkpoints/run_1.json",
         ]
     )
+
+
+async def test_v1_snapshot_keeps_members_on_fragment_saves(
+    v1_store: AsyncS3SessionStore, backend: Backend
+) -> None:
+    snapshot = codec.loads(SessionSnapshotV1, helpers.fixture("session_snapshot_v1.json"))
+    await v1_store.save_snapshot(snapshot)
+    key = f"{v1_store.prefix}/v1/sessions/{encode_v1_id('sess-0001')}.json"
+    assert backend.raw_get(key) == helpers.fixture("session_snapshot_v1.json")
+    await v1_store.save_run_records("sess-0001", [])
+    await v1_store.save(helpers.with_message(snapshot.session, "more"))
+    await v1_store.save_artifacts("sess-0001", helpers.artifacts("x" * 5000))
+    loaded = await v1_store.load_snapshot("sess-0001")
+    assert loaded is not None
+    assert loaded.run_records == []
+    assert loaded.trace_events == snapshot.trace_events
+    assert loaded.subagent_tasks == snapshot.subagent_tasks
+    assert loaded.session.messages[-1] == helpers.message("more")
+    assert loaded.artifacts == helpers.artifacts("x" * 5000).artifacts
+    assert (await v1_store.fsck()).problems == []
+
+
+async def test_workflow_checkpoints_in_both_layouts(
+    store: AsyncS3SessionStore, v1_store: AsyncS3SessionStore
+) -> None:
+    checkpoint = WorkflowCheckpoint.model_validate(
+        {"schema_version": 1, "workflow_id": "wf/1", "steps": [], "checkpoint_ms": 1}
+    )
+    for each in (store, v1_store):
+        await each.save_workflow_checkpoint("wf/1", checkpoint)
+        assert await each.load_workflow_checkpoint("wf/1") == checkpoint
+        with pytest.raises(InvalidIdError):
+            await each.save_workflow_checkpoint("wf/2", checkpoint)
+        await each.delete_workflow_checkpoint("wf/1")
+        assert await each.load_workflow_checkpoint("wf/1") is None
 
 
 async def test_v1_layout_keys_and_listing(v1_store: AsyncS3SessionStore, backend: Backend) -> None:
@@ -425,7 +460,7 @@ async def test_artifacts_deduplicate_across_sessions(backend: Backend, prefix: s
     assert len(backend.raw_keys(f"{prefix}/blobs/")) == 1
 
 
-async def test_large_artifacts_upload_multipart_create_only(backend: Backend, prefix: str) -> None:
+async def test_large_artifacts_upload_multipart_once(backend: Backend, prefix: str) -> None:
     mib = 1024 * 1024
     big = helpers.artifacts("z" * (11 * mib))
     options = {"multipart_threshold": 5 * mib, "part_size": 5 * mib}
@@ -434,10 +469,12 @@ async def test_large_artifacts_upload_multipart_create_only(backend: Backend, pr
         assert store.stats.requests["UploadPart"] == 3
         assert store.stats.requests["CompleteMultipartUpload"] == 1
     async with AsyncS3SessionStore(**backend.store_kwargs(prefix, **options)) as fresh:
-        # A fresh store does not know the blob: its create-only completion finds it there.
+        # A fresh store does not know the blob: a HEAD finds a young version there, so
+        # nothing is uploaded again (a large upload is worth one HEAD first).
         await fresh.save_artifacts("s2", big)
-        assert fresh.stats.requests["CompleteMultipartUpload"] == 1
-        assert fresh.stats.requests["AbortMultipartUpload"] == 1
+        assert fresh.stats.requests["HeadObject"] == 1
+        assert fresh.stats.requests["CreateMultipartUpload"] == 0
+        assert fresh.stats.requests["PutObject"] == 1  # the manifest
         assert await fresh.load_artifacts("s2") == big
     if backend.memory is not None:
         assert backend.memory.open_uploads() == 0
@@ -478,16 +515,24 @@ async def test_gc_removes_only_unreferenced_old_blobs(
     await store.delete("drop")  # manifest gone, blob stays
     young = await store.gc(grace=timedelta(hours=1))
     assert (young.deleted, young.kept_young) == (0, 1)
-    # Server clocks have one-second resolution: wait until the blob is measurably older.
-    for _ in range(40):
-        dry = await store.gc(grace=timedelta(0), dry_run=True)
-        if dry.deleted:
-            break
-        await asleep(0.1)
-    assert dry.deleted == 1
-    assert len(backend.raw_keys(f"{store.prefix}/blobs/")) == 2
-    done = await store.gc(grace=timedelta(0))
-    assert (done.deleted, done.deleted_bytes) == (1, 10_000)
+    # A floor of one second (tests only: no writer runs a longer reuse window here).
+    quick = backend.store_kwargs(store.prefix, gc_grace_floor=1.0, blob_reuse_window=0.5)
+    async with AsyncS3SessionStore(**quick) as gc_store:
+        # Server clocks have one-second resolution: wait until the blob is measurably older.
+        for _ in range(40):
+            dry = await gc_store.gc(grace=timedelta(seconds=1), dry_run=True)
+            if dry.deleted:
+                break
+            await asleep(0.1)
+        assert dry.deleted == 1
+        assert len(backend.raw_keys(f"{store.prefix}/blobs/")) == 2
+        # LocalStack answers conditional DeleteObject with 501: gc then needs exclusive=True.
+        conditional_delete = (await gc_store.probe()).conditional_delete
+        if not conditional_delete:
+            with pytest.raises(UnsupportedBackendError):
+                await gc_store.gc(grace=timedelta(seconds=1))
+        done = await gc_store.gc(grace=timedelta(seconds=1), exclusive=not conditional_delete)
+    assert (done.deleted, done.deleted_bytes) == (1, 10_000 + cas.BLOB_TRAILER_BYTES)
     assert await store.load_artifacts("keep") == helpers.artifacts("k" * 10_000)
     assert len(backend.raw_keys(f"{store.prefix}/blobs/")) == 1
 
@@ -642,7 +687,12 @@ async def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: st
         assert loaded is not None
         assert len(loaded.messages) == 4
         assert loaded.model_extra is not None
-        assert loaded.model_extra["s3store_fence"] == {"holder": "worker-b", "epoch": 2}
+        fence = loaded.model_extra["s3store_fence"]
+        assert {"holder": fence["holder"], "epoch": fence["epoch"]} == {
+            "holder": "worker-b",
+            "epoch": 2,
+        }
+        assert fence["token"] == new.token
 
 
 async def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> None:
@@ -661,9 +711,9 @@ async def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> Non
                 async with second.lease("s1", holder="worker-b", ttl=0.6, renew=False):
                     pass
             await first.save(helpers.session("s1"), lease=held)
-        # Released on exit: the next holder gets it at once, as a fresh lease.
+        # Released on exit: the next holder gets it at once; epochs never restart.
         async with second.lease("s1", holder="worker-b", ttl=5, renew=False) as next_lease:
-            assert next_lease.epoch == 1
+            assert next_lease.epoch == 2
 
 
 async def _acquire_when_expired(store: AsyncS3SessionStore, id: str, *, holder: str) -> AsyncLease:
