@@ -81,8 +81,10 @@ job_newest() {
     pip_q "$venv" -e ".[server,encryption,test]"
     # Without aioboto3, async stores on moto cannot build their own client: the async suite
     # runs on the in-memory client here and on moto in phase 2.
-    run_fast "$venv" memory,moto tests/_sync tests/test_store_memory.py tests/test_codec.py \
-        tests/test_models.py tests/test_packaging.py tests/test_lambda_handler.py
+    local sync_side=(tests/_sync tests/test_store_memory.py tests/test_codec.py tests/test_models.py
+        tests/test_packaging.py tests/test_lambda_handler.py)
+    [ -f tests/test_crypto.py ] && sync_side+=(tests/test_crypto.py)
+    run_fast "$venv" memory,moto "${sync_side[@]}"
     run_fast "$venv" memory tests/_async tests/test_bad_input.py
     pip_q "$venv" -e ".[$EXTRAS]"
     run_fast "$venv" moto tests/_async tests/test_bad_input.py

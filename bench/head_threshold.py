@@ -12,7 +12,7 @@ known-blob cache, as a fresh process) in both modes:
 and prints the median wall time per ``save_artifacts`` (manifest PUT included, the same in
 both modes) and the bytes sent. Run (starts and stops SeaweedFS on 127.0.0.1 by PID)::
 
-    .venv/bin/python bench/head_threshold.py [--server seaweedfs] [--ops 12]
+    .venv/bin/python bench/head_threshold.py [--server seaweedfs] [--ops 12] [--sizes 4,64,256]
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ async def _save(server: Any, prefix: str, threshold: int, sid: str, nonce: str, 
     return wall, snap
 
 
-async def measure(server: Any, ops: int, tag: str) -> list[dict[str, Any]]:
+async def measure(
+    server: Any, ops: int, tag: str, sizes: tuple[int, ...] = SIZES
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for size in SIZES:
+    for size in sizes:
         row: dict[str, Any] = {"size": size}
         for mode, threshold in (("head_first", ALWAYS), ("create_only", NEVER)):
             prefix = f"{tag}/head/{size}"
@@ -121,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--server", choices=["moto", "seaweedfs"], default="seaweedfs")
     parser.add_argument("--ops", type=int, default=12, help="saves per size, mode and case")
+    parser.add_argument(
+        "--sizes", default=None, help="comma-separated KiB (default 4,16,64,256,1024,4096)"
+    )
     args = parser.parse_args(argv)
     _servers.set_local_credentials()
     tag = f"head-{int(time.time())}"
     with _servers.start(args.server) as server:
         print(f"{server.version}; median of {args.ops} saves; HEAD = head first, PUT = create-only")
         print(HEADER)
-        asyncio.run(measure(server, args.ops, tag))
+        sizes = tuple(int(k) * 1024 for k in args.sizes.split(",")) if args.sizes else SIZES
+        asyncio.run(measure(server, args.ops, tag, sizes))
     print(
         "break-even hit rate: the share of blobs already in the pool above which heading "
         "first saves time"

@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     if "codec" in args.only.split(","):
         print("== codec throughput (no server)", file=sys.stderr, flush=True)
         codec_result = codec_bench.run(repeats=3 if args.quick else 7)
-        print(codec_result["table"], flush=True)
     for name in servers:
         print(f"== starting {name}", file=sys.stderr, flush=True)
         with _servers.start(name) as server:

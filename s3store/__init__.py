@@ -66,6 +66,9 @@ if TYPE_CHECKING:
         AlreadyExistsError as AlreadyExistsError,
     )
     from s3store.errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from s3store.errors import (
         ConflictError as ConflictError,
     )
     from s3store.errors import (
@@ -73,6 +76,9 @@ if TYPE_CHECKING:
     )
     from s3store.errors import (
         IntegrityError as IntegrityError,
+    )
+    from s3store.errors import (
+        InvalidArgumentError as InvalidArgumentError,
     )
     from s3store.errors import (
         InvalidIdError as InvalidIdError,
@@ -85,12 +91,6 @@ if TYPE_CHECKING:
     )
     from s3store.errors import (
         LeaseLostError as LeaseLostError,
-    )
-    from s3store.errors import (
-        ConfigurationError as ConfigurationError,
-    )
-    from s3store.errors import (
-        InvalidArgumentError as InvalidArgumentError,
     )
     from s3store.errors import (
         OutcomeUnknownError as OutcomeUnknownError,

@@ -27,7 +27,15 @@ T = TypeVar("T")
 
 async def aopen_boto_client(stack: AsyncExitStack, settings: StoreSettings) -> Any:
     """Build an aioboto3 S3 client from the AWS chain; closed when ``stack`` closes."""
-    import aioboto3
+    try:
+        import aioboto3
+    except ImportError as exc:
+        from s3store.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the async store builds its client with aioboto3, which is not installed: "
+            "pip install 's3store[async]' (or pass client= an aiobotocore S3 client)"
+        ) from exc
 
     session = aioboto3.Session(profile_name=settings.profile_name)
     return await stack.enter_async_context(session.client("s3", **client_kwargs(settings)))

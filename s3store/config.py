@@ -60,6 +60,11 @@ class StoreSettings:
         blob_reuse_window: seconds; a writer skips uploading a blob it knows only while the
             version it knows is younger than this by the server's clock, and re-uploads
             (freshens) it otherwise. Default 10 minutes.
+        journal: journal mode (README "Journal mode"): a save of a session this store knows
+            writes only a delta (appended messages, changed members); loads fold the deltas.
+            Bare session documents only (not with encryption or v1 snapshots, no leases).
+        journal_compact_every / journal_compact_bytes: fold the deltas into the document
+            once this many deltas, or this many bytes of them, are pending.
     """
 
     bucket: str
@@ -89,6 +94,9 @@ class StoreSettings:
     gc_grace_floor: float = 3600.0
     blob_head_threshold: int = 256 * 1024
     blob_reuse_window: float = 600.0
+    journal: bool = False
+    journal_compact_every: int = 32
+    journal_compact_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         if not self.bucket or not isinstance(self.bucket, str):
@@ -109,6 +117,8 @@ class StoreSettings:
             )
         if self.max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if not isinstance(self.journal, bool):
+            raise ConfigurationError(f"journal must be True or False, got {self.journal!r}")
         if self.on_unenforced_conditions not in ("raise", "warn"):
             raise ConfigurationError("on_unenforced_conditions must be 'raise' or 'warn'")
         if self.sse_kms_key_id is not None and self.sse is None:
@@ -143,6 +153,8 @@ _POSITIVE_INTS = (
     "part_size",
     "list_page_size",
     "max_document_bytes",
+    "journal_compact_every",
+    "journal_compact_bytes",
 )
 _NON_NEGATIVE_INTS = (
     "inline_threshold",

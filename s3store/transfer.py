@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from s3store import cas, codec, crypto
 from s3store import snapshot as snap
 from s3store._sync.client import put_metadata
+from s3store._sync.journal import Journal
 from s3store._sync.lease import is_placeholder
 from s3store.errors import (
     AlreadyExistsError,
@@ -73,7 +74,7 @@ from s3store.models import (
     VerificationReport,
     WorkflowCheckpoint,
 )
-from s3store.types import IfMatch, ObjectInfo, PutMode, md5_etag
+from s3store.types import GetResult, IfMatch, ObjectInfo, PutMode, md5_etag
 
 if TYPE_CHECKING:
     from s3store._sync.store import S3SessionStore
@@ -839,10 +840,13 @@ def export_dir(
     report = ExportReport()
     root = store.layout.root
     entries: list[TreeEntry] = []
+    journaled = False  # journal-mode deltas: sessions are exported folded (README)
     for info in store.iter_objects(root):
         entry = classify_path(info.key[len(root) :])
         if entry is not None and entry.layout == store.layout.name:
             entries.append(entry)
+        elif info.key[len(root) :].startswith(("journal/", "v1/journal/")):
+            journaled = True
 
     bodies: dict[TreeEntry, bytes] = {}
     parsed: dict[TreeEntry, _Parsed] = {}
@@ -854,6 +858,10 @@ def export_dir(
         try:
             if entry.kind == "session" and is_placeholder(_plaintext(ring, got.body, entry.rel)):
                 return  # a lease placeholder: no session
+            if entry.kind == "session" and journaled and ring is None:
+                folded = Journal(store).export_body(entry.name, got.body, got.info)
+                if folded is not None:
+                    got = GetResult(folded, got.info)
             info = _parse_head_document(entry, got.body, ring)
         except StoreError as exc:  # unreadable, or sealed without the key
             report.problems.append((root + entry.rel, exc.summary))

@@ -26,6 +26,7 @@ RENAMES = {
     "AsyncCountingClient": "CountingClient",
     "AsyncLease": "Lease",
     "AsyncSnapshots": "Snapshots",
+    "AsyncJournal": "Journal",
     "AsyncPeriodic": "Periodic",
     "AsyncLock": "Lock",
     "AsyncSemaphore": "Semaphore",

