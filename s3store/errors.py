@@ -75,6 +75,12 @@ class StoreError(Exception):
     def _extra_context(self) -> dict[str, object]:
         return {}
 
+    def for_key(self, key: str | None, summary: str | None = None) -> StoreError:
+        """A copy of this error (same type and fields) about another key."""
+        clone = copy.copy(self)
+        clone.key = key
+        return clone.reworded(summary or self.summary)
+
     def reworded(self, summary: str) -> StoreError:
         """A copy of this error (same type and fields) with a new summary."""
         clone = copy.copy(self)

@@ -398,3 +398,15 @@ def _if_match(etag: str) -> Any:
     from s3store.types import IfMatch
 
     return IfMatch(etag)
+
+
+# -- 18: an error from the capability probe names the caller's key, not the scratch key -----
+
+
+async def test_probe_failure_names_the_callers_key() -> None:
+    backend = MemoryBackend(ignore_conditions=True)  # forces a real probe
+    store = store_on(AsyncMemoryObjectClient("b", backend=backend, create=False))
+    with pytest.raises(StoreError) as caught:
+        await store.save(session("s1"), mode="create")
+    assert caught.value.key == "p/s1.json"
+    assert "conditional put on this key could not run" in str(caught.value)

@@ -456,7 +456,11 @@ class AsyncS3SessionStore:
                 await asleep(_backoff(attempt))
 
     async def _require_conditions(self, what: str, key: str) -> None:
-        caps = await self._conditions()
+        try:
+            caps = await self._conditions()
+        except StoreError as exc:
+            # The probe runs on a scratch key; the caller asked about its own key.
+            raise exc.for_key(key, f"{what} on this key could not run: {exc.summary}") from exc
         if caps.conditions_enforced:
             return
         found = (

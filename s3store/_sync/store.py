@@ -457,7 +457,11 @@ class S3SessionStore:
                 sleep(_backoff(attempt))
 
     def _require_conditions(self, what: str, key: str) -> None:
-        caps = self._conditions()
+        try:
+            caps = self._conditions()
+        except StoreError as exc:
+            # The probe runs on a scratch key; the caller asked about its own key.
+            raise exc.for_key(key, f"{what} on this key could not run: {exc.summary}") from exc
         if caps.conditions_enforced:
             return
         found = (
