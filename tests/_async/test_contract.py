@@ -513,7 +513,7 @@ async def test_gc_removes_only_unreferenced_old_blobs(
     await store.save_artifacts("keep", helpers.artifacts("k" * 10_000))
     await store.save_artifacts("drop", helpers.artifacts("d" * 10_000))
     await store.delete("drop")  # manifest gone, blob stays
-    young = await store.gc(grace=timedelta(hours=1))
+    young = await store.gc(grace=timedelta(hours=1), dry_run=True)
     assert (young.deleted, young.kept_young) == (0, 1)
     # A floor of one second (tests only: no writer runs a longer reuse window here).
     quick = backend.store_kwargs(store.prefix, gc_grace_floor=1.0, blob_reuse_window=0.5)
