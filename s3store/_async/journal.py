@@ -105,6 +105,9 @@ class _State:
         return f"{TAG_PREFIX}{self.incarnation}.{self.seq}"
 
 
+_STATE_ATTEMPTS = 8
+
+
 def _incarnation_of(info: ObjectInfo) -> tuple[str, int]:
     value = info.metadata.get(JOURNAL_META, "")
     inc, _, folded = value.partition(" ")
@@ -220,26 +223,52 @@ class AsyncJournal:
         return int(stem) if stem.isdigit() else -1
 
     async def state(self, id: str) -> _State:
-        """The session's current state: GET document + one LIST + the deltas' GETs."""
+        """The session's current state: one LIST of its deltas, then the document, then the
+        deltas after its folded seq (concurrently).
+
+        The LIST comes first: a compaction that lands between the two can then only make
+        the document newer than the listing (its folded deltas are skipped), never leave an
+        older document beside a listing from which the deltas it lacks were already deleted.
+        A delta deleted between the LIST and its GET means the same race: start again.
+        """
         store = self.store
         key = store.layout.session_key(id)
-        got = await store._get(key)
-        if got is None:
-            st = _State(None, "", 0, 0, None)
-            self._known[id] = st
-            return st
-        st = await self._fold(id, *got)
-        self._known[id] = st
-        return st
+        for _ in range(_STATE_ATTEMPTS):
+            listed = [info async for info in store._iter_objects(self.journal_dir(id))]
+            got = await store._get(key)
+            if got is None:
+                st = _State(None, "", 0, 0, None)
+                self._known[id] = st
+                return st
+            folded = await self._fold(id, *got, listed=listed)
+            if folded is not None:
+                self._known[id] = folded
+                return folded
+        raise TransientError(
+            f"the session's journal kept being compacted under {_STATE_ATTEMPTS} reads",
+            bucket=store.bucket,
+            key=key,
+        )
 
-    async def _fold(self, id: str, body: bytes, info: ObjectInfo) -> _State:
-        """The state of a stored document: one LIST of its incarnation's deltas, and the
-        GETs of those after its folded seq (concurrently)."""
+    async def _fold(
+        self,
+        id: str,
+        body: bytes,
+        info: ObjectInfo,
+        *,
+        listed: builtins.list[ObjectInfo] | None = None,
+    ) -> _State | None:
+        """The state of a stored document: its incarnation's deltas after its folded seq
+        (from ``listed``, or one LIST now), fetched concurrently. None if one of them was
+        deleted meanwhile (a compaction folded it: read again)."""
         store = self.store
         key = store.layout.session_key(id)
         inc, folded = _incarnation_of(info)
         tree = self._decode_tree(body, key)
-        listed = await self._list(id, inc)
+        prefix = f"{self.journal_dir(id)}{inc}."
+        if listed is None:
+            listed = await self._list(id, inc)
+        listed = [i for i in listed if i.key.startswith(prefix)]
         fresh = sorted((self._seq_of(i.key), i) for i in listed if self._seq_of(i.key) > folded)
         # Only a contiguous run counts (a gap is a delta still in flight elsewhere).
         run: builtins.list[ObjectInfo] = []
@@ -258,9 +287,9 @@ class AsyncJournal:
         )
         seq, pending = folded, 0
         etags: dict[int, str] = {}
+        if any(raw is None for raw in bodies):
+            return None
         for delta_info, raw in zip(run, bodies, strict=True):
-            if raw is None:
-                break  # folded and deleted meanwhile: the caller retries if it matters
             try:
                 delta = json.loads(raw)
             except ValueError as exc:
@@ -278,6 +307,8 @@ class AsyncJournal:
         """For export: the bytes whole-document mode would hold for a stored document with
         pending deltas (None when it has none). The stored id is not checked here."""
         st = await self._fold(id, body, info)
+        if st is None:  # compacted while we read it: the current state has it all
+            st = await self.state(id)
         if st.seq == st.folded or st.tree is None:
             return None
         key = self.store.layout.session_key(id)
