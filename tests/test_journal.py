@@ -422,7 +422,6 @@ def test_watch_across_processes(backend: Backend, prefix: str, journal: bool) ->
         pytest.skip("needs a server both processes reach")
     import subprocess
     import sys
-    import time
 
     from tests.conftest import BUCKET
 
@@ -449,12 +448,13 @@ def test_watch_across_processes(backend: Backend, prefix: str, journal: bool) ->
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "0"  # the current version first
+        counts = []
         for n in range(5):
             data = with_message(data, f"m{n}")
             writer.save(data)
-            time.sleep(0.3)  # a version the watcher sees before the next one
-        out, err = child.communicate(timeout=60)
+            # Wait until the watcher reports this version before writing the next one.
+            counts.append(int(child.stdout.readline()))
+        _, err = child.communicate(timeout=60)
     finally:
         child.kill()
-    counts = [int(line) for line in out.split()]
     assert counts == [1, 2, 3, 4, 5], err
