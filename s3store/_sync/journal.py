@@ -283,7 +283,9 @@ class Journal:
             result = client.get(delta_info.key, max_bytes=store.settings.max_document_bytes)
             return None if result is None else result.body
 
-        bodies = gather_limited([_bind(fetch, i) for i in run], store.settings.max_concurrency)
+        bodies = gather_limited(
+            [_bind(fetch, i) for i in run], store.settings.max_concurrency
+        )
         seq, pending = folded, 0
         etags: dict[int, str] = {}
         if any(raw is None for raw in bodies):
@@ -628,7 +630,7 @@ class Journal:
                 changed = etag != last_doc
                 last_doc = etag
             if changed:
-                current = self.load_versioned(id) if journal else store.load_versioned(id)
+                current = (self.load_versioned(id) if journal else store.load_versioned(id))
                 tag = current.etag if current is not None else None
                 if not journal:
                     last_doc = tag  # a whole document's version is its ETag
