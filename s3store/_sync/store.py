@@ -82,6 +82,7 @@ from s3store.types import (
 
 log = logging.getLogger("s3store")
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", LoopCheckpoint, WorkflowCheckpoint)
 T = TypeVar("T")
 WRITE_TOKEN = "s3store-write"
 HISTORY_TOKEN = "s3store-history"
@@ -1012,24 +1013,9 @@ class S3SessionStore:
         Refuses checkpoints of a future schema (> 1) and ones stored for another run id.
         """
         key = self.layout.loop_checkpoint_key(run_id)
-        loaded = self._load_model(key, LoopCheckpoint)
-        if loaded is None:
-            return None
-        checkpoint, _ = loaded
-        if checkpoint.schema_version > 1:
-            raise CorruptObjectError(
-                f"loop checkpoint schema version {checkpoint.schema_version} is not loadable",
-                bucket=self.bucket,
-                key=key,
-            )
-        if checkpoint.run_id != run_id:
-            raise KeyCollisionError(
-                "loop checkpoint key collision",
-                requested=run_id,
-                stored=checkpoint.run_id,
-                bucket=self.bucket,
-                key=key,
-            )
+        checkpoint: LoopCheckpoint | None = self._load_checkpoint(
+            key, LoopCheckpoint, "run_id", run_id, "loop checkpoint", "key collision"
+        )
         return checkpoint
 
     def delete_loop_checkpoint(self, run_id: str) -> None:
@@ -1063,23 +1049,34 @@ class S3SessionStore:
         workflow id, as upstream does.
         """
         key = self.layout.workflow_checkpoint_key(workflow_id)
-        loaded = self._load_model(key, WorkflowCheckpoint)
+        checkpoint: WorkflowCheckpoint | None = self._load_checkpoint(
+            key,
+            WorkflowCheckpoint,
+            "workflow_id",
+            workflow_id,
+            "workflow checkpoint",
+            "key mismatch",
+        )
+        return checkpoint
+
+    def _load_checkpoint(
+        self, key: str, tp: type[C], id_field: str, id: str, what: str, collision: str
+    ) -> C | None:
+        """A checkpoint of either kind, refused if its schema is from the future (> 1) or
+        it belongs to another id, as upstream refuses both."""
+        loaded = self._load_model(key, tp)
         if loaded is None:
             return None
         checkpoint, _ = loaded
-        if checkpoint.schema_version > 1:
+        version = checkpoint.schema_version
+        if version > 1:
             raise CorruptObjectError(
-                f"workflow checkpoint schema version {checkpoint.schema_version} is not loadable",
-                bucket=self.bucket,
-                key=key,
+                f"{what} schema version {version} is not loadable", bucket=self.bucket, key=key
             )
-        if checkpoint.workflow_id != workflow_id:
+        stored = getattr(checkpoint, id_field)
+        if stored != id:
             raise KeyCollisionError(
-                "workflow checkpoint key mismatch",
-                requested=workflow_id,
-                stored=checkpoint.workflow_id,
-                bucket=self.bucket,
-                key=key,
+                f"{what} {collision}", requested=id, stored=stored, bucket=self.bucket, key=key
             )
         return checkpoint
 
