@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint format unasync test test-fast demo bench sim localstack localstack-stop test-localstack test-deps lock clean
+.PHONY: install lint format unasync test test-fast demo bench sim localstack localstack-stop test-localstack test-obstore test-deps lock clean
 
 # The bench extra is part of the dev install: mypy checks bench/ against strands and matplotlib.
 $(STAMP): pyproject.toml constraints.txt
@@ -41,6 +41,13 @@ demo: install
 
 
 
+# The optional obstore (Rust) transport: the async conformance suite in both modes and the
+# fault tests, on moto server and SeaweedFS through obstore (the sync suite skips these
+# backends: the transport is async only).
+test-obstore: install
+	S3STORE_TEST_BACKENDS=moto-obstore,seaweedfs-obstore $(BIN)/pytest tests/_async \
+		tests/test_faults.py -p no:cacheprovider
+
 # LocalStack on the host (no Docker): its own Python 3.13 venv, S3 only, 127.0.0.1 only.
 localstack:
 	bash localstack/hostmode.sh start
@@ -55,7 +62,7 @@ test-localstack: install
 	bash localstack/hostmode.sh start
 	S3STORE_TEST_BACKENDS=localstack LOCALSTACK_ENDPOINT=http://127.0.0.1:$(LOCALSTACK_PORT) \
 		$(BIN)/pytest tests/_async tests/_sync tests/test_concurrency.py tests/test_lambda_handler.py \
-		tests/test_leases.py -p no:cacheprovider; \
+		tests/test_leases.py tests/test_journal.py tests/test_watch.py -p no:cacheprovider; \
 		status=$$?; bash localstack/hostmode.sh stop; exit $$status
 
 # Dependency ranges and the wheel (.ci/test-deps.sh), each in a fresh .venv-deps-* venv, on

@@ -141,8 +141,13 @@ class RawAsync:
 
     async def get(self, key: str) -> bytes:
         response = await self.client.get_object(Bucket=BUCKET, Key=key)
-        async with response["Body"] as stream:
+        # Body.read() as the store reads it: botocore then checks the CRC32 and the length.
+        # (`async with response["Body"]` hands back aiohttp's response, which skips both.)
+        stream = response["Body"]
+        try:
             body: bytes = await stream.read()
+        finally:
+            stream.close()
         self.counter.add("GET", down=len(body))
         return body
 

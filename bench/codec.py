@@ -11,9 +11,12 @@ and escaped characters), times
   parsed value;
 
 and prints the median throughput (document bytes / median seconds) of ``--repeats`` runs, each
-run looping until at least ``--min-time`` seconds passed. Run::
+run looping until at least ``--min-time`` seconds passed. ``--clock cpu`` times with
+``time.process_time`` (steadier on a shared machine) and adds the codec's ratio to
+:data:`ORIGINAL`, the CPU-time figures of the codec before its fast path (README, 2026-12-03),
+which were measured that way. Run::
 
-    .venv/bin/python bench/codec.py [--repeats 7] [--json out.json]
+    .venv/bin/python bench/codec.py [--repeats 7] [--clock wall|cpu] [--json out.json]
 
 ``bench/run.py`` calls :func:`run` and prints the same table. orjson is optional here: its
 columns show ``-`` when it is not installed.
@@ -53,6 +56,13 @@ SIZES: tuple[tuple[str, int], ...] = (
     ("5 MB", 5_000_000),
 )
 
+#: Codec MB/s before the fast path (CPU time, ``process_time``), per size: (loads, dumps).
+ORIGINAL: dict[str, tuple[float, float]] = {
+    "22 KiB": (142.0, 112.0),
+    "220 KiB": (98.0, 91.0),
+    "5 MB": (67.0, 68.0),
+}
+
 
 def session_bytes(target: int) -> bytes:
     """Canonical (codec-written) bytes of a session of about ``target`` bytes."""
@@ -72,24 +82,28 @@ def _plain(messages: int) -> bytes:
     return json.dumps(build_session(messages), indent=2, ensure_ascii=False).encode()
 
 
-def _time(fn: Callable[[], object], repeats: int, min_time: float) -> float:
+def _time(
+    fn: Callable[[], object], repeats: int, min_time: float, clock: Callable[[], float]
+) -> float:
     """Median seconds per call over ``repeats`` runs of at least ``min_time`` seconds each."""
     fn()
     per_call: list[float] = []
     for _ in range(repeats):
         n = 0
-        start = time.perf_counter()
+        start = clock()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if elapsed >= min_time:
                 break
         per_call.append(elapsed / n)
     return statistics.median(per_call)
 
 
-def measure(raw: bytes, repeats: int, min_time: float) -> dict[str, float | None]:
+def measure(
+    raw: bytes, repeats: int, min_time: float, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float | None]:
     """Seconds per call of each step on ``raw``."""
     session = codec.loads(SessionData, raw)
     if codec.dumps(session) != raw:
@@ -110,30 +124,41 @@ def measure(raw: bytes, repeats: int, min_time: float) -> dict[str, float | None
     out: dict[str, float | None] = {}
     gc.collect()
     for name, fn in steps.items():
-        out[name] = None if fn is None else _time(fn, repeats, min_time)
+        out[name] = None if fn is None else _time(fn, repeats, min_time, clock)
     return out
 
 
-def run(repeats: int = 7, min_time: float = 0.2) -> dict[str, Any]:
+def run(repeats: int = 7, min_time: float = 0.2, clock: str = "wall") -> dict[str, Any]:
     """Measure every size; returns ``{"sizes": [...], "table": str}``."""
+    timer = time.process_time if clock == "cpu" else time.perf_counter
     rows: list[dict[str, Any]] = []
     for label, target in SIZES:
         raw = session_bytes(target)
-        seconds = measure(raw, repeats, min_time)
+        seconds = measure(raw, repeats, min_time, timer)
         rows.append({"label": label, "bytes": len(raw), "seconds": seconds})
-    return {"sizes": rows, "table": render(rows)}
+    return {"sizes": rows, "table": render(rows, ratios=clock == "cpu"), "clock": clock}
 
 
 def _mbps(nbytes: int, seconds: float | None) -> str:
     return "-" if seconds is None else f"{nbytes / seconds / 1e6:.0f}"
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def _ratio(label: str, which: int, nbytes: int, seconds: float | None) -> str:
+    original = ORIGINAL.get(label)
+    if original is None or seconds is None:
+        return "-"
+    return f"{nbytes / seconds / 1e6 / original[which]:.1f}x"
+
+
+def render(rows: list[dict[str, Any]], ratios: bool = False) -> str:
     head = (
         f"{'session':<18}{'codec.loads':>12}{'json.loads':>12}{'orjson.loads':>14}"
         f"{'codec.dumps':>13}{'json.dumps':>12}{'orjson.dumps':>14}"
     )
-    lines = ["codec throughput, MB/s (document bytes / median time; higher is better)", head]
+    if ratios:
+        head += f"{'loads/orig':>12}{'dumps/orig':>12}"
+    clock = "CPU time" if ratios else "median time"
+    lines = [f"codec throughput, MB/s (document bytes / {clock}; higher is better)", head]
     for row in rows:
         s = row["seconds"]
         n = row["bytes"]
@@ -142,6 +167,17 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"{size:<18}{_mbps(n, s['codec.loads']):>12}{_mbps(n, s['json.loads']):>12}"
             f"{_mbps(n, s['orjson.loads']):>14}{_mbps(n, s['codec.dumps']):>13}"
             f"{_mbps(n, s['json.dumps']):>12}{_mbps(n, s['orjson.dumps']):>14}"
+            + (
+                f"{_ratio(row['label'], 0, n, s['codec.loads']):>12}"
+                f"{_ratio(row['label'], 1, n, s['codec.dumps']):>12}"
+                if ratios
+                else ""
+            )
+        )
+    if ratios:
+        lines.append(
+            "loads/orig, dumps/orig: codec MB/s over ORIGINAL (codec before its fast path, "
+            "CPU time)"
         )
     lines.append(
         "json.dumps: indent=2, ensure_ascii=False, encoded; orjson.dumps: OPT_INDENT_2; "
@@ -155,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per run")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="cpu: process_time + ratios"
+    )
     args = parser.parse_args(argv)
-    result = run(args.repeats, args.min_time)
+    result = run(args.repeats, args.min_time, args.clock)
     print(result["table"])
     if args.json is not None:
         args.json.write_text(json.dumps(result["sizes"], indent=2))

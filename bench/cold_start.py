@@ -13,6 +13,13 @@ interpreters, ``--runs`` times each, and prints the median (and min) of every ph
 
 s3store's own share is the s3store child's total minus the floor's (same interpreter, same
 GET of the same bytes). All traffic goes to 127.0.0.1; every loop is bounded.
+
+Bytecode: boto3, pydantic and the other dependencies are installed with their ``.pyc`` files,
+and a wheel install of s3store compiles its modules the same way; a checkout (editable
+install) run with ``PYTHONDONTWRITEBYTECODE=1`` would instead compile every s3store module
+from source in every child. So by default the children import a temporary copy of the
+package compiled once by ``compileall``, as an installed wheel is; ``--source`` measures the
+compile-from-source case.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ T0 = time.perf_counter()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -103,6 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="fresh processes per variant")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON too")
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="compile s3store from source in every child (no cached bytecode)",
+    )
     args = parser.parse_args()
     runs = max(1, min(args.runs, 200))
 
@@ -115,6 +129,19 @@ def main() -> None:
         "AWS_REGION": "us-east-1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    installed = tempfile.TemporaryDirectory(prefix="s3store-cold-")
+    if not args.source:
+        copy = Path(installed.name) / "s3store"
+        shutil.copytree(HERE.parent / "s3store", copy, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(copy)],
+            env={**env, "PYTHONDONTWRITEBYTECODE": ""},
+            check=True,
+            timeout=120,
+        )
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (installed.name, env.get("PYTHONPATH", "")) if p
+        )
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
     server = MotoServer()
     server.start()
@@ -146,6 +173,7 @@ def main() -> None:
                     phases.setdefault(f"s3store: {name}", []).append(value)
     finally:
         server.stop()
+        installed.cleanup()
 
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:7.1f} ms  (min {min(values) * 1000:6.1f})"
@@ -170,7 +198,8 @@ def main() -> None:
     width = max(len(name) for name, _ in rows)
     print(
         f"cold start, {runs} fresh processes per variant, moto server on 127.0.0.1, "
-        f"{FIXTURE.name} ({len(body)} bytes), Python {sys.version.split()[0]}"
+        f"{FIXTURE.name} ({len(body)} bytes), Python {sys.version.split()[0]}, s3store "
+        + ("compiled from source" if args.source else "bytecode cached (compileall)")
     )
     print(f"{'phase':<{width}}  median      (min)")
     for name, values in rows:

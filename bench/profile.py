@@ -6,20 +6,26 @@ pyinstrument's call tree when pyinstrument is installed (it is in the dev extras
 cProfile's top functions by own time. The default backend is the in-memory object client, so
 the profile shows s3store's own CPU (codec, validation, keys, request building); ``--server``
 profiles against a local moto or SeaweedFS server it starts and stops, with the boto3 stack
-included. Run::
+included; ``--codec`` profiles ``codec.dumps`` and ``codec.loads`` alone, without a store.
+``--async`` profiles ``AsyncS3SessionStore`` instead, and with a server also the raw
+aioboto3 ``put_object`` / ``get_object`` + read of the same bytes on a client with the store's
+botocore config, read as the store reads it (the floor of bench/transport.py), so the two
+profiles can be set side by side.
+Run::
 
     .venv/bin/python bench/profile.py [--size 22528] [--ops 300] [--server memory|moto|seaweedfs]
-                                      [--cprofile] [--html DIR]
+                                      [--codec] [--async] [--cprofile] [--html DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from codec import session_bytes  # noqa: E402
 
-from s3store import S3SessionStore, codec  # noqa: E402
+from s3store import AsyncS3SessionStore, S3SessionStore, codec  # noqa: E402
+from s3store.config import StoreSettings, client_kwargs  # noqa: E402
 from s3store.models import SessionData  # noqa: E402
 
 
@@ -63,7 +70,82 @@ def open_store(server: str) -> Iterator[S3SessionStore]:
         yield store
 
 
-def profile(fn: Callable[[], Any], ops: int, use_cprofile: bool, html: Path | None) -> str:
+@contextlib.contextmanager
+def open_async(server: str, runner: asyncio.Runner) -> Iterator[tuple[AsyncS3SessionStore, Any]]:
+    """An async store and, on a server, a raw aioboto3 client with the store's config."""
+    if server == "memory":
+        from s3store.testing import AsyncMemoryObjectClient, MemoryBackend
+
+        store = AsyncS3SessionStore(
+            client=AsyncMemoryObjectClient("bench", backend=MemoryBackend()), prefix="profile"
+        )
+        runner.run(store.__aenter__())
+        try:
+            yield store, None
+        finally:
+            runner.run(store.__aexit__(None, None, None))
+        return
+    import _servers
+    import aioboto3
+
+    _servers.set_local_credentials()
+    with _servers.start(server) as running:
+        settings = StoreSettings(
+            bucket=_servers.BUCKET,
+            prefix=f"profile-{int(time.time())}",
+            endpoint_url=running.endpoint,
+            region_name="us-east-1",
+        )
+        store = AsyncS3SessionStore(settings=settings)
+        raw_cm = aioboto3.Session().client("s3", **client_kwargs(settings))
+        raw = runner.run(raw_cm.__aenter__())
+        runner.run(store.__aenter__())
+        try:
+            yield store, raw
+        finally:
+            runner.run(store.__aexit__(None, None, None))
+            runner.run(raw_cm.__aexit__(None, None, None))
+
+
+async def _raw_put(raw: Any, key: str, body: bytes) -> None:
+    await raw.put_object(Bucket=_bucket(), Key=key, Body=body)
+
+
+async def _raw_get(raw: Any, key: str) -> bytes:
+    # Body.read() as the store reads it: ``async with response["Body"]`` would hand back
+    # aiohttp's response and skip botocore's CRC32 and length checks (see bench/transport.py).
+    response = await raw.get_object(Bucket=_bucket(), Key=key)
+    stream = response["Body"]
+    try:
+        body: bytes = await stream.read()
+    finally:
+        stream.close()
+    return body
+
+
+def _batched(runner: asyncio.Runner, op: Callable[[], Awaitable[Any]]) -> Callable[[int], None]:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await op()
+
+    return lambda n: runner.run(run(n))
+
+
+def _repeated(op: Callable[[], Any]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            op()
+
+    return run
+
+
+def _bucket() -> str:
+    import _servers
+
+    return _servers.BUCKET
+
+
+def profile(fn: Callable[[int], None], ops: int, use_cprofile: bool, html: Path | None) -> str:
     if not use_cprofile:
         try:
             from pyinstrument import Profiler
@@ -72,8 +154,7 @@ def profile(fn: Callable[[], Any], ops: int, use_cprofile: bool, html: Path | No
     if use_cprofile:
         prof = cProfile.Profile()
         prof.enable()
-        for _ in range(ops):
-            fn()
+        fn(ops)
         prof.disable()
         out = io.StringIO()
         stats = pstats.Stats(prof, stream=out)
@@ -81,8 +162,7 @@ def profile(fn: Callable[[], Any], ops: int, use_cprofile: bool, html: Path | No
         return out.getvalue()
     profiler = Profiler(interval=0.0001)
     profiler.start()
-    for _ in range(ops):
-        fn()
+    fn(ops)
     profiler.stop()
     if html is not None:
         html.write_text(profiler.output_html())
@@ -96,25 +176,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=["memory", "moto", "seaweedfs"], default="memory")
     parser.add_argument("--cprofile", action="store_true", help="cProfile even if pyinstrument")
     parser.add_argument("--html", type=Path, default=None, help="write pyinstrument HTML here")
+    parser.add_argument("--codec", action="store_true", help="codec.dumps/loads alone, no store")
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="AsyncS3SessionStore, next to raw aioboto3 get/put of the same bytes on a server",
+    )
     args = parser.parse_args(argv)
 
     raw = session_bytes(args.size)
     session = codec.loads(SessionData, raw)
-    with open_store(args.server) as store:
-        store.save(session)
-        store.load(session.id)
-        for name, fn in (
-            ("save", lambda: store.save(session)),
-            ("load", lambda: store.load(session.id)),
-        ):
+    with contextlib.ExitStack() as stack:
+        # (name, run n operations)
+        operations: tuple[tuple[str, Callable[[int], None]], ...]
+        where = "the codec alone" if args.codec else args.server
+        if args.codec:
+            operations = (
+                ("codec.dumps", _repeated(lambda: codec.dumps(session))),
+                ("codec.loads", _repeated(lambda: codec.loads(SessionData, raw))),
+            )
+        elif args.use_async:
+            # One runner.run per batch of ops, not per op: on Python 3.11 each run() formats
+            # its SIGINT handler, the task's bound method, and with it the repr of the last
+            # result (a whole SessionData), which would swamp the profile.
+            runner = stack.enter_context(asyncio.Runner())
+            astore, client = stack.enter_context(open_async(args.server, runner))
+            where = f"{args.server}, async"
+            key = astore.layout.session_key(session.id)
+            body = codec.dumps(session)
+            runner.run(astore.save(session))
+            runner.run(astore.load(session.id))
+            batches: dict[str, Callable[[], Awaitable[Any]]] = {
+                "save": lambda: astore.save(session),
+                "load": lambda: astore.load(session.id),
+            }
+            if client is not None:
+                raw_key = f"{key}.raw"
+                runner.run(_raw_put(client, raw_key, body))
+                batches["raw put_object"] = lambda: _raw_put(client, raw_key, body)
+                batches["raw get_object"] = lambda: _raw_get(client, raw_key)
+            operations = tuple((name, _batched(runner, op)) for name, op in batches.items())
+        else:
+            store = stack.enter_context(open_store(args.server))
+            store.save(session)
+            store.load(session.id)
+            operations = (
+                ("save", _repeated(lambda: store.save(session))),
+                ("load", _repeated(lambda: store.load(session.id))),
+            )
+        for name, fn in operations:
             t0 = time.perf_counter()
             c0 = time.process_time()
-            for _ in range(20):
-                fn()
+            fn(20)
             wall = (time.perf_counter() - t0) / 20 * 1e3
             cpu = (time.process_time() - c0) / 20 * 1e3
             print(
-                f"== {name} of a {len(raw) / 1024:.0f} KiB session on {args.server}: "
+                f"== {name} of a {len(raw) / 1024:.0f} KiB session on {where}: "
                 f"{wall:.2f} ms wall, {cpu:.2f} ms CPU per op (20 ops, unprofiled); "
                 f"profile of {args.ops} ops:"
             )

@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "PutMode": "s3store.types",
     "IfMatch": "s3store.types",
     "Versioned": "s3store.types",
+    "SessionChange": "s3store.types",
     "StoreStats": "s3store.types",
     "Capabilities": "s3store.types",
     "StoreSettings": "s3store.config",
@@ -154,6 +155,7 @@ if TYPE_CHECKING:
     from s3store.types import (
         PutResult as PutResult,
     )
+    from s3store.types import SessionChange as SessionChange
     from s3store.types import (
         StoreStats as StoreStats,
     )

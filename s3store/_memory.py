@@ -100,13 +100,30 @@ class MemoryBackend:
             metadata=dict(stored.metadata),
         )
 
-    def get(self, bucket: str, key: str) -> GetResult | None:
-        """The object, or None if missing."""
+    def get(self, bucket: str, key: str, *, if_none_match: str | None = None) -> GetResult | None:
+        """The object, or None if missing.
+
+        ``if_none_match``: an ETag list (or ``*``); when the object's current ETag is one of
+        them, the answer is S3's 304: ``GetResult(not_modified=True)`` with no body.
+        """
         with self._lock:
             stored = self._objects(bucket).get(key)
             if stored is None:
                 return None
-            return GetResult(body=stored.body, info=self._info(key, stored))
+            info = self._info(key, stored)
+            if if_none_match is not None and _none_match_hits(if_none_match, stored.etag):
+                return GetResult(
+                    body=b"",
+                    info=ObjectInfo(
+                        key=key,
+                        size=0,
+                        etag=stored.etag,
+                        last_modified=stored.last_modified,
+                        server_time=info.server_time,
+                    ),
+                    not_modified=True,
+                )
+            return GetResult(body=stored.body, info=info)
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """The object's metadata, or None if missing."""
@@ -286,6 +303,13 @@ class MemoryBackend:
 
 def _strip(etag: str) -> str:
     return etag.strip().removeprefix("W/").strip('"')
+
+
+def _none_match_hits(header: str, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (RFC 9110: a list, weak comparison,
+    ``*`` for any current representation)."""
+    tags = [t for t in header.split(",") if t.strip()]
+    return any(t.strip() == "*" or _strip(t) == _strip(etag) for t in tags)
 
 
 class MemoryClientBase:

@@ -25,14 +25,20 @@ pydantic-core's parser when orjson is not installed), checks that the document i
 canonical serde_json form (re-serialising the parsed value gives the same bytes, which also
 rules out repeated keys, ``-0``, out-of-range numbers and non-canonical escapes), and validates
 it with a copy of the model schema that has no Python validator per object, refuses unknown
-keys and unknown union tags, and stops at the first always-written field that is absent.
-:func:`dumps` serialises with a copy of the serialisation schema that carries the skip rules,
-wire keys and float kinds, after a walk that sends any model with a recorded shape, unknown
-keys or private state to the Python emitter, and checks the output for the two things
-pydantic-core writes differently from serde_json (``1e+16`` exponents, integers beyond
-i64/u64). Whatever the fast path declines goes through the Python path below, which handles
-every case: the parser with the duplicate-key and number checks, the validator that records
-the document's shape, and the emitter.
+keys and unknown union tags, and stops at the first always-written field that is absent. A
+canonical document with unknown keys (a newer writer) or absent fields (an older era) is then
+validated by a second copy that keeps unknown keys and fills defaults, and a walk over the
+models gives each one that needs it the shape record the recording validator would give it.
+:func:`dumps` turns the models into plain dicts (wire keys, skip rules, recorded shapes, f32
+and large f64 values pre-formatted as ``orjson.Fragment``) and writes them with orjson, whose
+layout is serde_json's but for the ``1e+16`` exponent form, which sends a document to the
+emitter. Without orjson it serialises with a copy of the pydantic-core serialisation schema
+instead, after a walk that sends any model with a recorded shape, unknown keys or private
+state to the Python emitter, and checks the output for the two things pydantic-core writes
+differently from serde_json (``1e+16`` exponents, integers beyond i64/u64). Whatever the fast
+path declines goes through the Python path below, which handles every case: the parser with
+the duplicate-key and number checks, the validator that records the document's shape, and
+the emitter.
 
 The emitter is one recursive function driven by per-class field specs (key text, skip rule,
 float kind, default) computed once per model class; it does not go through ``model_dump``.
@@ -59,7 +65,9 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 from s3store._floatfmt import format_f32, format_f64
 from s3store.errors import DocumentError, DocumentTooLargeError
 from s3store.models import (
+    _SHAPES,
     WIRE_CONTEXT,
+    WireMeta,
     WireModel,
     WireRule,
     _DuplicateKeys,
@@ -79,7 +87,7 @@ __all__ = ["DEFAULT_MAX_BYTES", "dumps", "dumps_compact", "loads"]
 DEFAULT_MAX_BYTES: Final = 256 * 1024**2
 
 # Documents from this size on are read with the cyclic GC paused (see loads).
-_GC_PAUSE_BYTES: Final = 1024**2
+_GC_PAUSE_BYTES: Final = 128 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -426,7 +434,7 @@ def dumps(obj: BaseModel | Sequence[BaseModel] | Any) -> bytes:
     Raises:
         DocumentError: a string holds a lone surrogate, or a value is not JSON.
     """
-    out = _fast_dump(obj, 2)
+    out = _orjson_dump(obj, _PRETTY) if _orjson_dump is not None else _fast_dump(obj, 2)
     if out is not None:
         return out
     return _encode(_emit(obj, True), _describe(obj))
@@ -434,7 +442,7 @@ def dumps(obj: BaseModel | Sequence[BaseModel] | Any) -> bytes:
 
 def dumps_compact(obj: BaseModel | Sequence[BaseModel] | Any) -> bytes:
     """Serialise like ``serde_json::to_vec`` (no whitespace); the bytes digests are made of."""
-    out = _fast_dump(obj, None)
+    out = _orjson_dump(obj, 0) if _orjson_dump is not None else _fast_dump(obj, None)
     if out is not None:
         return out
     return _encode(_emit(obj, False), _describe(obj))
@@ -580,16 +588,19 @@ def loads(
             source=source,
             errors=[("", "document too large")],
         )
-    # A large document becomes hundreds of thousands of tracked objects; with the cyclic GC
-    # on, their allocation triggers full collections that walk every live object (a 5 MB
-    # session: about 45 of 100 ms per load in the async store). Pausing it here defers that
-    # to one pass over the new objects. Only if it was on; threads racing here at worst
-    # re-enable it early.
+    # A large document becomes thousands of tracked objects; with the cyclic GC on, their
+    # allocation triggers gen0/gen1 passes that promote them, and the full collections that
+    # follow walk every live object of the process (30-45 ms each with aioboto3 loaded; a
+    # 5 MB session: about 45 of 100 ms per load in the async store). Pausing it here defers
+    # that to one pass over the new objects. From 128 KiB: a 220 KiB load on SeaweedFS
+    # (bench/transport.py) fell from 7.9 to 5.1 ms of client CPU at concurrency 1 and from
+    # 7.2 to 4.7 ms at 16; at 22 KiB no gain showed. Only if it was on; threads racing here
+    # at worst re-enable it early.
     paused = len(raw) >= _GC_PAUSE_BYTES and gc.isenabled()
     if paused:
         gc.disable()
     try:
-        fast = _fast_load(tp, raw)
+        fast = _load_fast(tp, raw)
         if fast is not _MISS:
             return fast
         if not raw.strip():
@@ -702,6 +713,7 @@ def _ser_f32(v: Any) -> Any:
 
 _build_lock = threading.Lock()
 _fast_validators: dict[Any, SchemaValidator | None] = {}
+_shaped_validators: dict[Any, SchemaValidator | None] = {}
 _fast_serializers: dict[Any, SchemaSerializer | None] = {}
 # Per class: the fields whose values can hold models, and the opaque (JSON value) fields;
 # both are walked before fast serialisation.
@@ -741,14 +753,6 @@ def _children(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return entry
 
 
-def _era_fields(cls: type[BaseModel]) -> frozenset[str]:
-    return frozenset(
-        name
-        for name, info in cls.model_fields.items()
-        if not info.is_required() and not field_rules(info)
-    )
-
-
 def _schema_classes(schema: Any, out: set[type]) -> None:
     if isinstance(schema, dict):
         cls = schema.get("cls")
@@ -785,47 +789,57 @@ def _is_shape_recorder(node: dict[str, Any]) -> bool:
     return fn is not None and fn is getattr(WireModel._s3_record_wire_shape, "__func__", None)
 
 
-def _fast_validation_schema(node: Any, cls: type | None = None) -> Any:
-    if isinstance(node, list):
-        return [_fast_validation_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    kind = node.get("type")
-    if kind == "function-wrap" and _is_shape_recorder(node):
-        inner = dict(node["schema"])
-        if "ref" in node:
-            inner["ref"] = node["ref"]
-        return _fast_validation_schema(inner)
-    if kind == "model":
-        out = dict(node)
-        out["config"] = {**node.get("config", {}), "extra_fields_behavior": "forbid"}
-        out["schema"] = _fast_validation_schema(node["schema"], node["cls"])
-        return out
-    if kind == "model-fields" and cls is not None and issubclass(cls, WireModel):
-        era = _era_fields(cls)
-        fields: dict[str, Any] = {}
-        for name, field in node["fields"].items():
-            field = dict(field)
-            inner = _fast_validation_schema(field["schema"])
-            if name in era and inner.get("type") == "default":
-                inner = {
-                    k: v
-                    for k, v in inner.items()
-                    if k not in ("default", "default_factory", "default_factory_takes_data")
-                }
-                inner["default_factory"] = _raise_shape_needed
-            field["schema"] = inner
-            fields[name] = field
-        return {**node, "fields": fields, "extra_behavior": "forbid"}
-    if kind == "tagged-union" and callable(node.get("discriminator")):
-        choices = {
-            tag[5:]: _fast_validation_schema(choice)
-            for tag, choice in node["choices"].items()
-            if tag.startswith("type=") and tag != "type=*"
-        }
-        out = {k: v for k, v in node.items() if k not in ("choices", "discriminator")}
-        return {**out, "choices": choices, "discriminator": "type"}
-    return {k: (v if k == "cls" else _fast_validation_schema(v, cls)) for k, v in node.items()}
+def _fast_validation_schema(node: Any, cls: type | None = None, shaped: bool = False) -> Any:
+    """The fast-path copy of a validation schema (see above).
+
+    ``shaped``: the variant for :func:`_shaped_load`, which keeps unknown keys and the
+    defaults of absent fields, and leaves recording the shape to a walk afterwards.
+    """
+    extra = "allow" if shaped else "forbid"
+
+    def copy(node: Any, cls: type | None = None) -> Any:
+        if isinstance(node, list):
+            return [copy(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        if kind == "function-wrap" and _is_shape_recorder(node):
+            inner = dict(node["schema"])
+            if "ref" in node:
+                inner["ref"] = node["ref"]
+            return copy(inner)
+        if kind == "model":
+            out = dict(node)
+            out["config"] = {**node.get("config", {}), "extra_fields_behavior": extra}
+            out["schema"] = copy(node["schema"], node["cls"])
+            return out
+        if kind == "model-fields" and cls is not None and issubclass(cls, WireModel):
+            era = () if shaped else cls._s3_shape()[0]
+            fields: dict[str, Any] = {}
+            for name, field in node["fields"].items():
+                field = dict(field)
+                inner = copy(field["schema"])
+                if name in era and inner.get("type") == "default":
+                    inner = {
+                        k: v
+                        for k, v in inner.items()
+                        if k not in ("default", "default_factory", "default_factory_takes_data")
+                    }
+                    inner["default_factory"] = _raise_shape_needed
+                field["schema"] = inner
+                fields[name] = field
+            return {**node, "fields": fields, "extra_behavior": extra}
+        if kind == "tagged-union" and callable(node.get("discriminator")):
+            choices = {
+                tag[5:]: copy(choice)
+                for tag, choice in node["choices"].items()
+                if tag.startswith("type=") and tag != "type=*"
+            }
+            out = {k: v for k, v in node.items() if k not in ("choices", "discriminator")}
+            return {**out, "choices": choices, "discriminator": "type"}
+        return {k: (v if k == "cls" else copy(v, cls)) for k, v in node.items()}
+
+    return copy(node, cls)
 
 
 def _fast_serialization_schema(node: Any, cls: type | None = None) -> Any:
@@ -935,6 +949,26 @@ def _fast_validator(tp: Any) -> SchemaValidator | None:
     return _fast_validators[tp]
 
 
+def _shaped_validator(tp: Any) -> SchemaValidator | None:
+    try:
+        return _shaped_validators[tp]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable type expression
+        return None
+    with _build_lock:
+        if tp not in _shaped_validators:
+            validator: SchemaValidator | None
+            try:
+                schema, classes = _core_schema(tp)
+                fast = _fast_validation_schema(schema, shaped=True)
+                validator = _without_prebuilt(classes, lambda: SchemaValidator(fast))
+            except Exception:  # pragma: no cover - the recording path still works
+                validator = None
+            _shaped_validators[tp] = validator
+    return _shaped_validators[tp]
+
+
 def _fast_serializer(tp: Any) -> SchemaSerializer | None:
     try:
         return _fast_serializers[tp]
@@ -985,6 +1019,153 @@ def _fast_load(tp: Any, raw: bytes) -> Any:
     except (ValueError, TypeError, _ShapeNeeded):
         # ValueError covers orjson.JSONDecodeError and pydantic's ValidationError.
         return _MISS
+
+
+def _shaped_load(tp: Any, raw: bytes) -> Any:
+    """``tp`` from a canonical ``raw`` that has unknown keys or absent fields, or ``_MISS``."""
+    try:
+        doc = _json_parse(raw)
+        if _json_pretty(doc) != raw:
+            return _MISS
+    except (ValueError, TypeError):
+        return _MISS
+    return _validate_shaped(tp, doc)
+
+
+def _validate_shaped(tp: Any, doc: Any) -> Any:
+    """Validate in Rust keeping unknown keys and defaulting absent fields, then record shapes.
+
+    The walk afterwards gives each model the record the recording validator would give it;
+    only models with unknown keys or absent era fields get one, and only those look at their
+    input object's key order.
+    """
+    validator = _shaped_validator(tp)
+    if validator is None:
+        return _MISS
+    try:
+        result = validator.validate_python(doc)
+        _record_shapes(result, doc)
+    except (ValueError, TypeError, _ShapeNeeded):
+        return _MISS
+    return result
+
+
+def _load_fast(tp: Any, raw: bytes) -> Any:
+    """:func:`_fast_load`, then :func:`_shaped_load` on the same parse, or ``_MISS``."""
+    validator = _fast_validator(tp)
+    if validator is None:
+        return _MISS
+    try:
+        doc = _json_parse(raw)
+        if _json_pretty(doc) != raw:
+            return _MISS
+    except (ValueError, TypeError):
+        return _MISS
+    if type(doc) is dict and _lacks_era_field(tp, doc):
+        # An older writer's document: the fast validator would validate every message before
+        # meeting the absent top-level field, then the shaped path would do it all again.
+        return _validate_shaped(tp, doc)
+    try:
+        return validator.validate_python(doc)
+    except (ValueError, TypeError, _ShapeNeeded):
+        # A newer writer's unknown keys or an older era's missing fields (or invalid).
+        return _validate_shaped(tp, doc)
+
+
+# Per model class: for each era field (always written, defaulted when absent), the input
+# keys it may be read from.
+_era_spellings: dict[type, tuple[tuple[str, ...], ...]] = {}
+
+
+def _lacks_era_field(tp: Any, doc: dict[str, Any]) -> bool:
+    """Whether a top-level era field of model ``tp`` is absent from ``doc``."""
+    spellings = _era_spellings.get(tp)
+    if spellings is None:
+        if not (isinstance(tp, type) and issubclass(tp, WireModel)):
+            return False
+        era, input_keys = tp._s3_shape()
+        by_field: dict[str, list[str]] = {name: [] for name in era}
+        for key, name in input_keys.items():
+            if name in by_field:
+                by_field[name].append(key)
+        spellings = tuple(tuple(keys) for keys in by_field.values())
+        _era_spellings[tp] = spellings
+    return any(not any(key in doc for key in keys) for keys in spellings)
+
+
+# Per class: field name -> the input keys it may be read from (name, aliases).
+_spellings: dict[type, dict[str, tuple[str, ...]]] = {}
+
+
+def _field_spellings(cls: type, known: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    by_field: dict[str, list[str]] = {}
+    for key, field in known.items():
+        by_field.setdefault(field, []).append(key)
+    spellings = {name: tuple(keys) for name, keys in by_field.items()}
+    _spellings[cls] = spellings
+    return spellings
+
+
+def _record_shapes(value: Any, source: Any) -> None:
+    """Give every model in ``value`` the shape record of its input object in ``source``."""
+    stack = [(value, source)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        v, src = pop()
+        t = type(v)
+        if t is list:
+            if type(src) is not list or len(src) != len(v):
+                raise _ShapeNeeded
+            stack.extend(zip(v, src, strict=True))
+            continue
+        if t is dict:
+            if type(src) is not dict or len(src) != len(v):
+                raise _ShapeNeeded
+            # Map values pair up in order: the canonical check ruled out repeated keys.
+            stack.extend(zip(v.values(), src.values(), strict=True))
+            continue
+        if not isinstance(v, WireModel):
+            continue
+        if type(src) is not dict:
+            # A model read from something else (a PermissionRule string): nothing to record.
+            continue
+        cls = t
+        era, known = _SHAPES.get(cls) or cls._s3_shape()
+        absent: frozenset[str] | None = None
+        if era:
+            fields_set = v.__pydantic_fields_set__
+            missing = [name for name in era if name not in fields_set]
+            if missing:
+                absent = frozenset(missing)
+        anchors: dict[str | None, list[str]] | None = None
+        extra = v.__pydantic_extra__
+        if extra:
+            anchors = {}
+            previous: str | None = None
+            for key in src:
+                field = known.get(key)
+                if field is not None:
+                    previous = field
+                elif key in extra:
+                    anchors.setdefault(previous, []).append(key)
+        if absent is not None or anchors is not None:
+            object.__setattr__(v, "__pydantic_private__", {"_s3_wire": WireMeta(absent, anchors)})
+        models, _ = _model_children.get(cls) or _children(cls)
+        spellings = _spellings.get(cls) or _field_spellings(cls, known)
+        d = v.__dict__
+        for name in models:
+            child = d[name]
+            if child is None or type(child) is str:
+                continue
+            keys = [key for key in spellings[name] if key in src]
+            if not keys:
+                continue  # a default, built without the wire context: no record
+            if len(keys) > 1:
+                # Two spellings of one field (``tasks`` and ``todos``): let the recording
+                # path decide which one counts.
+                raise _ShapeNeeded
+            push((child, src[keys[0]]))
 
 
 def _plain_json(value: Any) -> bool:
@@ -1112,3 +1293,228 @@ def _fast_dump(obj: Any, indent: int | None) -> bytes | None:
     except (pydantic_core.PydanticSerializationError, ValueError, TypeError):
         return None
     return out
+
+
+# --- orjson writer -----------------------------------------------------------------------
+#
+# orjson writes plain values as serde_json does (same pretty layout, escaping and f64
+# digits), except that it spells a positive exponent "1e+16" where serde writes "1e16". So a
+# model is turned into plain dicts (wire keys, skip rules applied) and handed to orjson,
+# with every f32 field and every f64 field of 1e16 or more pre-formatted as an
+# ``orjson.Fragment``. A model with a recorded shape or unknown keys is laid out as the
+# emitter lays it out (_shaped_entries). Anything else is declined to the Python emitter: a
+# non-finite float field, an unknown key spelt like a written field, and whatever orjson
+# refuses (integers beyond i64/u64, non-string keys, lone surrogates, datetimes,
+# dataclasses, models inside opaque values). An opaque float of 1e16 or more shows in the
+# output as a digit, "e+" and a digit, which sends the document to the emitter too.
+
+# (attribute name, wire key, skip rule, float kind, default, holds models or enum-keyed maps)
+_PlainSpec = tuple[str, str, int, int, Any, bool]
+_LEAF_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+_plain_specs: dict[type, tuple[_PlainSpec, ...]] = {}
+_E_PLUS: Final = re.compile(rb"[0-9]e\+[0-9]")
+
+
+def _needs_conversion(tp: Any) -> bool:
+    # Models become dicts, and maps keyed by an enum need string keys for orjson.
+    return _is_model_type(tp) or (
+        typing.get_origin(tp) is dict and typing.get_args(tp)[:1] != (str,)
+    )
+
+
+def _plain_spec(cls: type[BaseModel]) -> tuple[_PlainSpec, ...]:
+    spec = _plain_specs.get(cls)
+    if spec is None:
+        if not cls.__pydantic_fields_complete__:
+            cls.model_rebuild()
+        fields = cls.model_fields
+        spec = tuple(
+            (
+                name,
+                json.loads(key),
+                skip,
+                kind,
+                default,
+                _mentions(fields[name].annotation, _needs_conversion),
+            )
+            for name, key, skip, kind, default in _class_spec(cls)
+        )
+        _plain_specs[cls] = spec
+    return spec
+
+
+def _to_plain(obj: Any) -> Any:
+    """``obj`` as plain values orjson writes like serde_json; raises ``_Decline`` if it cannot."""
+    specs = _plain_specs
+    plain_spec = _plain_spec
+    # Checked before isinstance(v, BaseModel): pydantic's metaclass makes that check slow.
+    plain = _LEAF_TYPES
+    model_base = BaseModel
+    fragment = orjson.Fragment
+    f32 = format_f32
+    f64 = format_f64
+
+    def field(v: Any, kind: int, convert: bool) -> Any:
+        if convert:
+            return value(v)
+        if kind and v is not None:
+            x = float(v)
+            if kind == _KIND_F32:
+                text = f32(x)
+                if text == "null":
+                    raise _Decline
+                return fragment(text)
+            if -1e16 < x < 1e16:
+                return x
+            if x - x == 0.0:
+                return fragment(f64(x))
+            raise _Decline
+        return v
+
+    def shaped(o: BaseModel) -> dict[str, Any]:
+        # The order _shaped_entries gives the emitter: unknown keys at their anchors, fields
+        # of an older era left out while they still hold their default.
+        meta = o.wire_meta() if isinstance(o, WireModel) else None
+        absent = meta.absent if meta is not None else None
+        anchors = meta.anchors if meta is not None else None
+        extra = o.__pydantic_extra__ or {}
+        fields_set = o.__pydantic_fields_set__
+        d = o.__dict__
+        out: dict[str, Any] = {}
+        written: set[str] = set()
+
+        def put(key: str, v: Any) -> None:
+            if key in out:
+                # An unknown key spelt like a field's wire key: a dict cannot hold both.
+                raise _Decline
+            out[key] = v
+
+        def add_extras(after: str | None) -> None:
+            if anchors is not None:
+                for k in anchors.get(after, ()):
+                    if k in extra and k not in written:
+                        written.add(k)
+                        put(k, extra[k])
+
+        add_extras(None)
+        for name, key, skip, kind, default, convert in specs.get(type(o)) or plain_spec(type(o)):
+            v = d[name]
+            if not (
+                (skip and _is_skipped(skip, v, default))
+                or (
+                    absent is not None
+                    and name in absent
+                    and name not in fields_set
+                    and bool(v == default)
+                )
+            ):
+                put(key, field(v, kind, convert))
+            add_extras(name)
+        for k, v in extra.items():
+            if k not in written:
+                put(k, v)
+        return out
+
+    def model(o: BaseModel) -> dict[str, Any]:
+        if o.__pydantic_extra__ or o.__pydantic_private__ is not None:
+            return shaped(o)
+        d = o.__dict__
+        out: dict[str, Any] = {}
+        for name, key, skip, kind, default, convert in specs.get(type(o)) or plain_spec(type(o)):
+            v = d[name]
+            if skip:
+                if skip == _IF_NONE:
+                    if v is None:
+                        continue
+                elif skip == _IF_EMPTY:
+                    if not v:
+                        continue
+                elif skip == _IF_FALSE:
+                    if v is False:
+                        continue
+                elif skip == _IF_DEFAULT:
+                    if v == default:
+                        continue
+                else:  # _NEVER
+                    continue
+            if convert:
+                out[key] = value(v)
+            elif kind and v is not None:
+                x = float(v)
+                if kind == _KIND_F32:
+                    text = f32(x)
+                    if text == "null":
+                        raise _Decline
+                    out[key] = fragment(text)
+                elif -1e16 < x < 1e16:
+                    out[key] = x
+                elif x - x == 0.0:
+                    out[key] = fragment(f64(x))
+                else:
+                    raise _Decline
+            else:
+                out[key] = v
+        return out
+
+    def value(v: Any) -> Any:
+        t = type(v)
+        if t is list:
+            return [model(item) if type(item) in specs else value(item) for item in v]
+        if t in specs:
+            return model(v)
+        if t in plain:
+            return v
+        if t is dict:
+            return {(k if type(k) is str else _object_key(k)): value(item) for k, item in v.items()}
+        if isinstance(v, model_base):
+            return model(v)
+        return v
+
+    return value(obj)
+
+
+# From this many list items at the top level (about 1 MB of session messages) a write runs
+# with the cyclic GC paused, as a large read does (see loads).
+_GC_PAUSE_ITEMS: Final = 400
+
+
+def _many_items(obj: Any) -> bool:
+    if type(obj) is list:
+        return len(obj) >= _GC_PAUSE_ITEMS
+    items = 0
+    for v in obj.__dict__.values():
+        if type(v) is list:
+            items += len(v)
+    return items >= _GC_PAUSE_ITEMS
+
+
+def _orjson_dump_impl(obj: Any, option: int) -> bytes | None:
+    if not (isinstance(obj, BaseModel) or type(obj) is list):
+        return None
+    # The plain copy is one container per model: a 5 MB session allocates enough of them
+    # to set off full collections, which then walk every live object.
+    paused = _many_items(obj) and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        out: bytes = orjson.dumps(_to_plain(obj), option=option | _PASSTHROUGH_TYPES)
+    except (_Decline, DocumentError, TypeError):
+        # TypeError covers orjson.JSONEncodeError.
+        return None
+    finally:
+        if paused:
+            gc.enable()
+    # "+" alone: a one-byte search is a memchr, "e+" a slow scan of text full of "e".
+    if b"+" in out and _E_PLUS.search(out) is not None:
+        return None
+    return out
+
+
+_orjson_dump: Callable[[Any, int], bytes | None] | None = None
+_PRETTY = 0
+# orjson would write datetimes and dataclasses, which the emitter refuses: make it raise.
+_PASSTHROUGH_TYPES = 0
+if orjson is not None:
+    _orjson_dump = _orjson_dump_impl
+    _PRETTY = orjson.OPT_INDENT_2
+    _PASSTHROUGH_TYPES = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS

@@ -62,9 +62,17 @@ class StoreSettings:
             (freshens) it otherwise. Default 10 minutes.
         journal: journal mode (README "Journal mode"): a save of a session this store knows
             writes only a delta (appended messages, changed members); loads fold the deltas.
-            Bare session documents only (not with encryption or v1 snapshots, no leases).
+            Bare session documents only (not with encryption or v1 snapshots).
         journal_compact_every / journal_compact_bytes: fold the deltas into the document
             once this many deltas, or this many bytes of them, are pending.
+        journal_compact_on_close: closing the store (``close()``, leaving its ``with``)
+            first folds every document this store knows to have pending deltas, so readers
+            that know nothing of journals (the Rust store) see the latest state. Best
+            effort: a compaction that fails is logged and the deltas stay (nothing is lost).
+        transport: the HTTP client of a store that builds its own: ``"boto3"`` (aioboto3 /
+            boto3, the default) or ``"obstore"`` (Rust ``object_store`` through obstore,
+            async store only, ``pip install 's3store[obstore]'``; see
+            :mod:`s3store._obstore` for what it does natively, emulates and refuses).
     """
 
     bucket: str
@@ -97,6 +105,8 @@ class StoreSettings:
     journal: bool = False
     journal_compact_every: int = 32
     journal_compact_bytes: int = 256 * 1024
+    journal_compact_on_close: bool = False
+    transport: Literal["boto3", "obstore"] = "boto3"
 
     def __post_init__(self) -> None:
         if not self.bucket or not isinstance(self.bucket, str):
@@ -117,12 +127,21 @@ class StoreSettings:
             )
         if self.max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
-        if not isinstance(self.journal, bool):
-            raise ConfigurationError(f"journal must be True or False, got {self.journal!r}")
+        for flag in ("journal", "journal_compact_on_close"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigurationError(
+                    f"{flag} must be True or False, got {getattr(self, flag)!r}"
+                )
+        if self.journal_compact_on_close and not self.journal:
+            raise ConfigurationError("journal_compact_on_close needs journal=True")
         if self.on_unenforced_conditions not in ("raise", "warn"):
             raise ConfigurationError("on_unenforced_conditions must be 'raise' or 'warn'")
         if self.sse_kms_key_id is not None and self.sse is None:
             object.__setattr__(self, "sse", "aws:kms")
+        if self.transport == "obstore":
+            from s3store._obstore import require_obstore
+
+            require_obstore()
 
     def with_(self, **changes: Any) -> StoreSettings:
         """A copy with some fields changed."""
@@ -144,6 +163,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "retry_mode": ("standard", "adaptive", "legacy"),
     "on_unenforced_conditions": ("raise", "warn"),
     "sse": (None, "AES256", "aws:kms", "aws:kms:dsse"),
+    "transport": ("boto3", "obstore"),
 }
 _POSITIVE_INTS = (
     "max_attempts",

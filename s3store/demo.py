@@ -505,8 +505,7 @@ def run(
             layout=layout,
         ) as store:
             print(f"configured S3: s3://{bucket}/{prefix}/ (a fresh prefix)", file=out)
-            if url is None:
-                store.ensure_bucket()
+            created = store.ensure_bucket() if url is None else False
             try:
                 code = _exercise(store, out)
             finally:
@@ -515,8 +514,33 @@ def run(
                     keys = [info.key for info in store.iter_objects()]
                     store.delete_objects(keys)
                     print(f"removed the {len(keys)} demo objects", file=out)
+                    if created:
+                        _remove_demo_bucket(store, out)
     print(f"done in {time.monotonic() - started:.1f} s", file=out)
     return code
+
+
+def _bucket_client(store: S3SessionStore) -> Any:
+    """A plain boto3 client with the store's endpoint, region, profile and retries: the
+    store's object-client seam has no bucket lifecycle beyond ``create_bucket``, on
+    purpose (a session store never deletes buckets), so the demo does its own."""
+    import boto3
+
+    from s3store.config import client_kwargs
+
+    session = boto3.Session(profile_name=store.settings.profile_name)
+    return session.client("s3", **client_kwargs(store.settings))
+
+
+def _remove_demo_bucket(store: S3SessionStore, out: IO[str]) -> None:
+    """Delete the bucket this run created, if nothing else was put there meanwhile (S3
+    refuses to delete a non-empty bucket: someone else's objects are never touched)."""
+    try:
+        _bucket_client(store).delete_bucket(Bucket=store.bucket)
+    except Exception as exc:  # leaving a bucket behind is reported, not fatal
+        print(f"kept bucket {store.bucket} (could not delete it: {exc})", file=out)
+    else:
+        print(f"removed the bucket {store.bucket} this demo created", file=out)
 
 
 def _touch(session: SessionData | None) -> SessionData:

@@ -181,6 +181,26 @@ class ObjectNotFoundError(StoreError, FileNotFoundError):
     """The object does not exist (only raised where a missing object is an error)."""
 
 
+class NotModifiedError(StoreError, LookupError):
+    """A conditional GET (If-None-Match) found the object unchanged: 304 Not Modified.
+
+    Not an error for callers: the object client turns it into a ``GetResult`` with
+    ``not_modified=True``. Kept out of ``__all__`` (no store method raises it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bucket: str | None = None,
+        key: str | None = None,
+        etag: str | None = None,
+    ) -> None:
+        super().__init__(message, bucket=bucket, key=key)
+        self.etag = etag
+        """The ETag the server answered with (its current ETag), if it sent one."""
+
+
 class BucketNotFoundError(StoreError, LookupError):
     """The bucket does not exist."""
 
@@ -330,6 +350,8 @@ _ACCESS_CODES = frozenset(
     }
 )
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+# A 304 has no body: botocore names it by its status ("304"), some servers "NotModified".
+_NOT_MODIFIED_CODES = frozenset({"NotModified", "304"})
 _CONFLICT_CODES = frozenset({"ConditionalRequestConflict", "409", "OperationAborted"})
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
 _TRANSIENT_CODES = frozenset(
@@ -384,6 +406,14 @@ def translate_error(
     return error
 
 
+def _header(exc: BaseException, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    headers = meta.get("HTTPHeaders") if isinstance(meta, Mapping) else None
+    value = headers.get(name) if isinstance(headers, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def _retry_attempts(exc: BaseException) -> int:
     response = getattr(exc, "response", None)
     meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
@@ -410,6 +440,10 @@ def _translate(
         name = type(exc).__name__
         return TransientError(f"{what}: {name}: {exc}", bucket=bucket, key=key, code=name)
     message = _server_message(exc)
+    if code in _NOT_MODIFIED_CODES:
+        return NotModifiedError(
+            f"{what}: not modified", bucket=bucket, key=key, etag=_header(exc, "etag")
+        )
     if code in _PRECONDITION_CODES or (if_match is not None and code in _NOT_FOUND_CODES):
         if if_none_match:
             return AlreadyExistsError(f"{what}: object already exists", bucket=bucket, key=key)

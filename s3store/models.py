@@ -57,11 +57,14 @@ Compatibility rules:
   names its upstream file and commit in a comment.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``, and every model is defined before the models
+# that use it: pydantic would compile each annotation string at class creation, and a class
+# with an unresolved forward reference is rebuilt (its whole schema generated) on first use.
 
 import datetime
 import enum
 import re
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -78,6 +81,7 @@ from pydantic import (
     PlainValidator,
     Strict,
     Tag,
+    ValidationError,
     ValidationInfo,
     model_validator,
 )
@@ -277,6 +281,11 @@ def _input_keys(name: str, info: FieldInfo) -> list[str]:
     return keys
 
 
+# Per wire model class: (era fields, input key -> field name); see WireModel._s3_shape.
+_WireShape = tuple[tuple[str, ...], dict[str, str]]
+_SHAPES: dict[type, _WireShape] = {}
+
+
 class WireModel(BaseModel):
     """Base of every wire model: keeps unknown keys and records how a document was shaped."""
 
@@ -291,13 +300,19 @@ class WireModel(BaseModel):
         defer_build=True,
     )
 
-    # Computed per class in __pydantic_init_subclass__.
-    _s3_era_fields: ClassVar[tuple[str, ...]] = ()
-    _s3_input_keys: ClassVar[dict[str, str]] = {}
-
     @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
+    def _s3_shape(cls) -> _WireShape:
+        """The class's era fields and input keys, computed once its fields are final.
+
+        Not at class creation: a field annotated with a model defined further down the module
+        (``Annotated[Later | None, SKIP_NONE]``) has no metadata until the forward reference
+        resolves, so its skip rule would be missed and it would count as an era field.
+        """
+        shape = _SHAPES.get(cls)
+        if shape is not None:
+            return shape
+        if not cls.__pydantic_fields_complete__:
+            cls.model_rebuild()
         era: list[str] = []
         input_keys: dict[str, str] = {}
         for name, info in cls.model_fields.items():
@@ -305,8 +320,9 @@ class WireModel(BaseModel):
                 era.append(name)
             for key in _input_keys(name, info):
                 input_keys[key] = name
-        cls._s3_era_fields = tuple(era)
-        cls._s3_input_keys = input_keys
+        shape = (tuple(era), input_keys)
+        _SHAPES[cls] = shape
+        return shape
 
     @model_validator(mode="wrap")
     @classmethod
@@ -315,7 +331,7 @@ class WireModel(BaseModel):
     ) -> Self:
         if type(data) is _DuplicateKeys:
             # serde refuses a repeated field but skips repeated unknown keys unread.
-            known = cls._s3_input_keys
+            known = (_SHAPES.get(cls) or cls._s3_shape())[1]
             repeated = [name for name in data.duplicates if name in known]
             if repeated:
                 names = ", ".join(f"`{name}`" for name in repeated)
@@ -328,7 +344,7 @@ class WireModel(BaseModel):
         if context is None or not context.get(_WIRE_KEY):
             return inst
         absent: frozenset[str] | None = None
-        era = cls._s3_era_fields
+        era, known = _SHAPES.get(cls) or cls._s3_shape()
         if era:
             fields_set = inst.__pydantic_fields_set__
             missing = [name for name in era if name not in fields_set]
@@ -338,7 +354,6 @@ class WireModel(BaseModel):
         anchors: dict[str | None, list[str]] | None = None
         if extra:
             anchors = {}
-            known = cls._s3_input_keys
             previous: str | None = None
             for key in data:
                 field = known.get(key)
@@ -837,7 +852,7 @@ class ToolPresentationProfileV1(WireModel):
     mode: ToolPresentationMode
 
     @classmethod
-    def adaptive(cls) -> ToolPresentationProfileV1:
+    def adaptive(cls) -> Self:
         """The default profile (Rust ``ToolPresentationProfileV1::default()``)."""
         return cls(schema_=cls.SCHEMA, mode=ToolPresentationMode.ADAPTIVE)
 
@@ -857,7 +872,7 @@ class ToolResultTransformPolicyV1(WireModel):
     structured_sample_items: U64
 
     @classmethod
-    def conservative(cls) -> ToolResultTransformPolicyV1:
+    def conservative(cls) -> Self:
         """The default policy (Rust ``ToolResultTransformPolicyV1::conservative()``)."""
         return cls(
             schema_=cls.SCHEMA,
@@ -901,6 +916,17 @@ class SessionConfig(WireModel):
     )
 
 
+# immutable_content.rs (deny_unknown_fields, all required; read at the search index's
+# newest stored version).
+class ImmutableContentAdapterBindingV1(WireModel):
+    """Identity of the host's immutable-content authority bound to a session."""
+
+    schema_: Str = Field(alias="schema")
+    authority_digest: Str
+    maximum_bytes: U64
+    binding_digest: Str
+
+
 class SessionData(WireModel):
     """A whole session: the bare session document of every store era."""
 
@@ -931,16 +957,78 @@ class SessionData(WireModel):
         ImmutableContentAdapterBindingV1 | None, SKIP_NONE
     ] = None
 
+    @classmethod
+    def new(
+        cls,
+        id: str,
+        *,
+        name: str = "",
+        workspace: str = "",
+        system_prompt: str | None = None,
+        **fields: Any,
+    ) -> Self:
+        """A fresh session, as a3s-code's ``Session::new`` creates it, validated.
 
-# immutable_content.rs (deny_unknown_fields, all required; read at the search index's
-# newest stored version).
-class ImmutableContentAdapterBindingV1(WireModel):
-    """Identity of the host's immutable-content authority bound to a session."""
+        Every required field gets the value Rust starts a session with: state ``Active``, no
+        messages, tools or tasks, zero usage and cost, ``ContextUsage::default()`` (200,000
+        max tokens), thinking off, and ``created_at`` = ``updated_at`` = now in Unix seconds
+        (Rust's ``as_secs() as i64``). The config is ``SessionConfig::default()`` with
+        ``name``, ``workspace`` and ``system_prompt`` filled in.
 
-    schema_: Str = Field(alias="schema")
-    authority_digest: Str
-    maximum_bytes: U64
-    binding_digest: Str
+        ``fields`` overrides any top-level field by name (``config=...``, ``messages=[...]``,
+        ``model_name="..."``, ...); values may be models or plain JSON-like dicts. A
+        ``config`` override replaces the whole config, so it cannot be combined with
+        ``name``/``workspace``/``system_prompt``.
+
+        Raises:
+            pydantic.ValidationError: an override is not valid for its field, or names no
+                field of :class:`SessionData`.
+            TypeError: ``config`` given together with a config shortcut.
+
+        Example::
+
+            session = SessionData.new("sess-1", workspace="/repo", model_name="gpt-5")
+            codec.dumps(session)  # what a3s-code writes for that fresh session
+        """
+        if "config" in fields and (name or workspace or system_prompt is not None):
+            raise TypeError("give either config= or name/workspace/system_prompt, not both")
+        known = cls._s3_shape()[1]
+        unknown = [key for key in fields if key not in known]
+        if unknown:
+            # extra="allow" would keep a misspelt override as an unknown key and write it.
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    {"type": "extra_forbidden", "loc": (key,), "input": fields[key]}
+                    for key in unknown
+                ],
+            )
+        now = int(time.time())
+        data: dict[str, Any] = {
+            "id": id,
+            "config": {
+                "name": name,
+                "workspace": workspace,
+                "system_prompt": system_prompt,
+                "max_context_length": 0,
+                "auto_compact": False,
+            },
+            "state": SessionState.ACTIVE,
+            "messages": [],
+            "context_usage": {
+                "used_tokens": 0,
+                "max_tokens": 200_000,
+                "percent": 0.0,
+                "turns": 0,
+            },
+            "total_usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "tool_names": [],
+            "thinking_enabled": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        data.update(fields)
+        return cls.model_validate(data)
 
 
 # --- artifacts (3.9) ---------------------------------------------------------------------
@@ -1712,6 +1800,18 @@ AgentEvent = Annotated[
 # --- runs (3.6) --------------------------------------------------------------------------
 
 
+# run.rs (RunWorkspaceChangeSet, all fields required; newest stored version).
+class RunWorkspaceChangeSet(WireModel):
+    """Workspace diff evidence captured around one run."""
+
+    base_tree: Str
+    result_tree: Str
+    patch_digest: Str
+    patch_bytes: U64
+    patch_base64: Str
+    observed_at_ms: U64
+
+
 class RunSnapshot(WireModel):
     """Summary state of one run."""
 
@@ -1727,18 +1827,6 @@ class RunSnapshot(WireModel):
     error: Annotated[Str | None, SKIP_NONE] = None
     event_count: U64
     workspace_change_set: Annotated[RunWorkspaceChangeSet | None, SKIP_NONE] = None
-
-
-# run.rs (RunWorkspaceChangeSet, all fields required; newest stored version).
-class RunWorkspaceChangeSet(WireModel):
-    """Workspace diff evidence captured around one run."""
-
-    base_tree: Str
-    result_tree: Str
-    patch_digest: Str
-    patch_bytes: U64
-    patch_base64: Str
-    observed_at_ms: U64
 
 
 class RunEventRecord(WireModel):
@@ -1757,6 +1845,28 @@ class RunRecord(WireModel):
 
 
 # --- checkpoints (3.5) -------------------------------------------------------------------
+
+
+class RequiredAction(enum.StrEnum):
+    """What an external observation asks of the run (snake_case)."""
+
+    NONE = "none"
+    WORKSPACE_CHANGE = "workspace_change"
+    ADDRESS = "address"
+
+
+# external_observation.rs @0473774: no serde attributes; `source_revision` is a bare Option,
+# so Rust always writes it (null when absent).
+class ExternalObservationV1(WireModel):
+    """A typed external observation bound into a run (``a3s.code.external-observation.v1``)."""
+
+    schema_: Str = Field(alias="schema")
+    kind: Str
+    subject: Str
+    digest: Str
+    payload: Str
+    source_revision: Annotated[Str | None, ALWAYS_WRITTEN] = None
+    required_action: RequiredAction
 
 
 class LoopConvergenceState(WireModel):
@@ -1782,28 +1892,6 @@ class LoopConvergenceState(WireModel):
     workspace_porcelain: Annotated[list[Str] | None, SKIP_NONE] = None
     workspace_head: Annotated[Str | None, SKIP_NONE] = None
     workspace_stamps: Annotated[list[JsonValue], SKIP_EMPTY] = Field(default_factory=list)
-
-
-class RequiredAction(enum.StrEnum):
-    """What an external observation asks of the run (snake_case)."""
-
-    NONE = "none"
-    WORKSPACE_CHANGE = "workspace_change"
-    ADDRESS = "address"
-
-
-# external_observation.rs @0473774: no serde attributes; `source_revision` is a bare Option,
-# so Rust always writes it (null when absent).
-class ExternalObservationV1(WireModel):
-    """A typed external observation bound into a run (``a3s.code.external-observation.v1``)."""
-
-    schema_: Str = Field(alias="schema")
-    kind: Str
-    subject: Str
-    digest: Str
-    payload: Str
-    source_revision: Annotated[Str | None, ALWAYS_WRITTEN] = None
-    required_action: RequiredAction
 
 
 class LoopCheckpoint(WireModel):

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from s3store import cas, codec, crypto
 from s3store import snapshot as snap
 from s3store._sync.client import put_metadata
-from s3store._sync.journal import Journal
+from s3store._sync.journal import ARRAY_KINDS, Journal
 from s3store._sync.lease import is_placeholder
 from s3store.errors import (
     AlreadyExistsError,
@@ -936,6 +936,14 @@ def export_dir(
                 if got is None:
                     return
                 body = got.body
+                part = _SIDECARS.get(entry.kind)
+                if journaled and ring is None and part in ARRAY_KINDS:
+                    # Journaled trace events / run records: exported folded, as sessions.
+                    assert part is not None
+                    journaled_kind = ARRAY_KINDS[part]
+                    folded = Journal(store).export_body(entry.name, body, got.info, journaled_kind)
+                    if folded is not None:
+                        body = folded
             write(rel_key, output(body, _plaintext(ring, body, entry.rel)))
         except (StoreError, OSError) as exc:
             with lock:

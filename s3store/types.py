@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -70,10 +70,15 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class GetResult:
-    """An object's bytes and metadata."""
+    """An object's bytes and metadata.
+
+    ``not_modified``: a conditional GET (``if_none_match``) found the object still at that
+    ETag (304 Not Modified): ``body`` is empty and ``info`` holds only the key and ETag.
+    """
 
     body: bytes
     info: ObjectInfo
+    not_modified: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,17 @@ class Versioned(Generic[T]):
 
     value: T
     etag: str
+
+
+class SessionChange(NamedTuple):
+    """A session appearing in (``present``) or disappearing from a store, as
+    :meth:`~s3store.S3SessionStore.watch_prefix` reports it."""
+
+    id: str
+    """The id as :meth:`~s3store.S3SessionStore.list` returns it (legacy layout: the
+    sanitised file stem)."""
+    present: bool
+    """True: the session appeared; False: it disappeared (deleted)."""
 
 
 def md5_etag(body: bytes) -> str:

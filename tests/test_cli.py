@@ -354,3 +354,29 @@ def test_show_never_prints_terminal_escapes(env: dict[str, str], cli: InProcess)
     # The wire form stays the stored document, byte for byte.
     wire = cli("show", session.id, "--json")[0]
     assert codec.loads(SessionData, wire.encode()).config.name == f"name {hostile}"
+
+
+def test_demo_on_a_configured_endpoint_removes_only_the_bucket_it_created(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, cli: InProcess
+) -> None:
+    from s3store.demo import DEMO_BUCKET
+
+    monkeypatch.delenv("S3STORE_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    raw = raw_client(moto_endpoint)
+
+    def buckets() -> set[str]:
+        return {b["Name"] for b in raw.list_buckets()["Buckets"]}
+
+    if DEMO_BUCKET in buckets():
+        raw.delete_bucket(Bucket=DEMO_BUCKET)
+    out, _ = cli("demo")
+    assert f"removed the bucket {DEMO_BUCKET} this demo created" in out
+    assert DEMO_BUCKET not in buckets()
+
+    raw.create_bucket(Bucket=DEMO_BUCKET)  # someone's bucket: the demo must keep it
+    out, _ = cli("demo")
+    assert "removed the bucket" not in out
+    assert DEMO_BUCKET in buckets()
+    assert raw.list_objects_v2(Bucket=DEMO_BUCKET).get("KeyCount", 0) == 0
+    raw.delete_bucket(Bucket=DEMO_BUCKET)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3store import codec
+from s3store import models as models_module
 from s3store.errors import DocumentError, DocumentTooLargeError
 from s3store.models import (
     ArtifactStore,
@@ -581,6 +582,7 @@ def test_pydantic_core_parser_stands_in_for_orjson(monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.setattr(codec, "_json_pretty", lambda v: pydantic_core.to_json(v, indent=2))
     monkeypatch.setattr(codec, "_opaque_ok", codec._plain_json)
+    monkeypatch.setattr(codec, "_orjson_dump", None)
     test_fast_dump_declines_numbers_pydantic_core_writes_otherwise()
     for name in _CANONICAL:
         raw = _fixture(name)
@@ -594,13 +596,13 @@ def test_large_loads_restore_the_gc_state(monkeypatch: pytest.MonkeyPatch) -> No
     raw = _fixture("session.json")
     monkeypatch.setattr(codec, "_GC_PAUSE_BYTES", 1)
     seen: list[bool] = []
-    real = codec._fast_load
+    real = codec._load_fast
 
     def spy(tp: Any, data: bytes) -> Any:
         seen.append(gc.isenabled())
         return real(tp, data)
 
-    monkeypatch.setattr(codec, "_fast_load", spy)
+    monkeypatch.setattr(codec, "_load_fast", spy)
     assert gc.isenabled()
     codec.loads(SessionData, raw)
     assert gc.isenabled()
@@ -614,3 +616,270 @@ def test_large_loads_restore_the_gc_state(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         gc.enable()
     assert seen == [False, False, False]
+
+
+# --- orjson writer -------------------------------------------------------------------------
+
+
+def _emitted(obj: Any) -> tuple[bytes, bytes]:
+    return codec._encode(codec._emit(obj, True), "x"), codec._encode(codec._emit(obj, False), "x")
+
+
+def _writers_agree(obj: Any) -> bool:
+    """The orjson writer either declines or writes the Python emitter's bytes; True if taken."""
+    pretty, compact = _emitted(obj)
+    fast = codec._orjson_dump(obj, codec._PRETTY) if codec._orjson_dump else None
+    fast_compact = codec._orjson_dump(obj, 0) if codec._orjson_dump else None
+    assert fast is None or fast == pretty
+    assert fast_compact is None or fast_compact == compact
+    return fast is not None
+
+
+@pytest.mark.parametrize("name", _CANONICAL)
+def test_orjson_writer_writes_canonical_fixtures(name: str) -> None:
+    loaded = codec.loads(FIXTURE_TYPES[name], _fixture(name))
+    assert _writers_agree(loaded) == (codec._orjson_dump is not None)
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(FIXTURE_TYPES) if "legacy" in n])
+def test_orjson_writer_keeps_recorded_eras(name: str) -> None:
+    loaded = codec.loads(FIXTURE_TYPES[name], _fixture(name))
+    assert _writers_agree(loaded) == (codec._orjson_dump is not None)
+    assert codec.dumps(loaded) == _fixture(name)
+
+
+def test_orjson_writer_keeps_unknown_keys_in_place() -> None:
+    doc = json.loads(_fixture("session.json"))
+    doc = {"first": [1, {"a": None}], **doc, "last": "z"}
+    doc["config"] = {**doc["config"], "new_flag": True}
+    doc["messages"][0]["content"][0]["annotation"] = {"k": 1.5}
+    raw = json.dumps(doc, indent=2, ensure_ascii=False).encode()
+    loaded = codec.loads(SessionData, raw)
+    assert _writers_agree(loaded) == (codec._orjson_dump is not None)
+    assert codec.dumps(loaded) == raw
+    # Python-built models with extras write them after the fields, as the emitter does.
+    built = SessionData.new("s")
+    built.__pydantic_extra__ = {"zz": [1], "aa": {}}
+    assert _writers_agree(built) == (codec._orjson_dump is not None)
+    # An unknown key spelt like a field's wire key: only the emitter writes both.
+    clash = codec.loads(models_module.WriterLease, _fixture("writer_lease.json"))
+    clash.__pydantic_extra__ = {"holderId": "again"}
+    assert not _writers_agree(clash)
+    assert codec.dumps(clash).count(b'"holderId"') == 2
+
+
+_FLOATS = [0.0, -0.0, 5e-324, 1e-7, 0.1, 1e15, 9999999999999998.0, 1e16, 1.5e16, 1e300]
+
+
+@pytest.mark.parametrize("value", [*_FLOATS, 5, -(2**63), 2**64 - 1])
+def test_orjson_writer_float_fields(value: float) -> None:
+    session = codec.loads(SessionData, _fixture("session.json"))
+    for field in ("total_cost", "context_usage"):
+        if field == "total_cost":
+            changed = session.model_copy(update={"total_cost": value})
+        else:
+            usage = session.context_usage.model_copy(update={"percent": float(value)})
+            changed = session.model_copy(update={"context_usage": usage})
+        if field == "context_usage" and abs(float(value)) > 3e38:
+            with pytest.raises(DocumentError):
+                codec.dumps(changed)
+            continue
+        assert _writers_agree(changed)
+
+
+@pytest.mark.parametrize("value", [*_FLOATS, 2**64, -(2**63) - 1, (1, "t")])
+def test_orjson_writer_opaque_values(value: Any) -> None:
+    session = codec.loads(SessionData, _fixture("session.json"))
+    block = {"type": "tool_use", "id": "t", "name": "n", "input": {"v": value, "w": [value]}}
+    message = codec.from_value(Message, {"role": "assistant", "content": [block]})
+    _writers_agree(session.model_copy(update={"messages": [message]}))
+
+
+def test_orjson_writer_declines_what_the_emitter_refuses() -> None:
+    import datetime
+    import math
+
+    session = codec.loads(SessionData, _fixture("session.json"))
+    for bad in (datetime.datetime.now(datetime.UTC), {1: "v"}, object()):
+        block = {"type": "tool_use", "id": "t", "name": "n", "input": {}}
+        message = codec.from_value(Message, {"role": "assistant", "content": [block]})
+        message.content[0].input = {"v": bad}
+        changed = session.model_copy(update={"messages": [message]})
+        assert codec._orjson_dump is None or codec._orjson_dump(changed, 0) is None
+        with pytest.raises(DocumentError):
+            codec.dumps(changed)
+    for bad_float in (math.inf, math.nan):
+        changed = session.model_copy(update={"total_cost": bad_float})
+        assert codec._orjson_dump is None or codec._orjson_dump(changed, 0) is None
+        with pytest.raises(DocumentError, match="not a finite"):
+            codec.dumps(changed)
+    session.id = "x\ud800"
+    assert codec._orjson_dump is None or codec._orjson_dump(session, 0) is None
+
+
+def test_orjson_writer_enum_keyed_maps_and_extras() -> None:
+    from s3store.models import SessionConfig, SessionQueueConfig
+
+    queue = SessionQueueConfig.model_validate(
+        {
+            "laneHandlers": {"Execute": {"mode": "External", "timeout_ms": 5}},
+            "laneTimeouts": {"Query": 7, "Control": 1},
+        }
+    )
+    config = SessionConfig(
+        name="n", workspace="/w", max_context_length=1, auto_compact=False, queue_config=queue
+    )
+    session = SessionData.new("s", config=config)
+    assert _writers_agree(session)
+    assert b'"Query": 7' in codec.dumps(session)
+    extra = SessionData.new("s", config=config)
+    extra.__pydantic_extra__ = {"zz": 1}
+    assert _writers_agree(extra) == (codec._orjson_dump is not None)
+
+
+@_SETTINGS
+@given(_json_value.filter(lambda v: "\ud800" not in json.dumps(v)), st.text(max_size=12))
+def test_orjson_writer_agrees_on_generated_inputs(value: Any, text: str) -> None:
+    session = codec.loads(SessionData, _fixture("session.json"))
+    block = {"type": "tool_use", "id": text, "name": "n", "input": value}
+    message = codec.from_value(Message, {"role": "assistant", "content": [block]})
+    changed = session.model_copy(update={"messages": [message], "model_name": text})
+    try:
+        _emitted(changed)
+    except DocumentError:
+        return
+    _writers_agree(changed)
+
+
+@_SETTINGS
+@given(_session)
+def test_orjson_writer_agrees_on_generated_sessions(doc: dict[str, Any]) -> None:
+    session = codec.loads(SessionData, json.dumps(doc, ensure_ascii=False).encode())
+    _writers_agree(session)
+
+
+def _generated_models() -> Any:
+    # The wire-property strategies build every model kind, every event variant included.
+    from tests.test_wire_property import _model
+
+    return st.one_of(
+        _model(SessionSnapshotV1, 0),
+        _model(LoopCheckpoint, 0),
+        st.lists(_model(RunRecord, 0), min_size=1, max_size=2),
+        st.lists(_model(TraceEvent, 0), min_size=1, max_size=3),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_generated_models())
+def test_orjson_writer_agrees_on_generated_models(obj: Any) -> None:
+    try:
+        _emitted(obj)
+    except DocumentError:
+        return
+    _writers_agree(obj)
+
+
+# --- shaped fast load (unknown keys, older eras) -------------------------------------------
+
+
+def _metas(obj: Any) -> list[tuple[str, Any]]:
+    """Every model's class and shape record, depth first (what dumps relies on)."""
+    out: list[tuple[str, Any]] = []
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, list):
+            stack.extend(reversed(o))
+        elif isinstance(o, dict):
+            stack.extend(reversed(list(o.values())))
+        elif isinstance(o, models_module.WireModel):
+            meta = o.wire_meta()
+            out.append((type(o).__name__, repr(meta) if meta is not None else None))
+            stack.extend(reversed([o.__dict__[name] for name in type(o).model_fields]))
+    return out
+
+
+def _shaped_agrees(tp: Any, raw: bytes) -> bool:
+    """The shaped fast load, when it takes ``raw``, gives the recording path's result."""
+    slow = codec._validate(tp, codec._parse(raw, "", None), "", None)
+    shaped = codec._shaped_load(tp, raw)
+    if shaped is codec._MISS:
+        return False
+    assert shaped == slow
+    assert _metas(shaped) == _metas(slow)
+    assert codec.dumps(shaped) == codec.dumps(slow) == raw
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_TYPES))
+def test_shaped_load_matches_the_recording_path_on_fixtures(name: str) -> None:
+    raw = _fixture(name)
+    taken = _shaped_agrees(FIXTURE_TYPES[name], raw)
+    assert taken or codec._orjson_dump is None
+
+
+def test_shaped_load_takes_unknown_keys_and_absent_fields() -> None:
+    doc = json.loads(_fixture("session.json"))
+    doc = {"first": [1, {"a": None}], **doc, "last": "z"}
+    doc["config"] = {**doc["config"], "new_flag": True}
+    del doc["config"]["tool_presentation_profile"]  # an older era
+    doc["messages"][0]["content"][0]["annotation"] = {"k": 1.5}
+    raw = json.dumps(doc, indent=2, ensure_ascii=False).encode()
+    assert codec._fast_load(SessionData, raw) is codec._MISS
+    assert _shaped_agrees(SessionData, raw)
+    loaded = codec.loads(SessionData, raw)
+    assert loaded.config.wire_meta() is not None
+    assert codec.dumps(loaded) == raw
+
+
+def test_shaped_load_declines_what_only_the_recording_path_decides() -> None:
+    doc = json.loads(_fixture("session.json"))
+    # Both spellings of one field, an unknown tag, a repeated key.
+    both = {**doc, "todos": doc["tasks"]}
+    raw = json.dumps(both, indent=2, ensure_ascii=False).encode()
+    assert codec._shaped_load(SessionData, raw) is codec._MISS
+    tagged = json.loads(_fixture("session.json"))
+    tagged["messages"][0]["content"][0]["type"] = "future_block"
+    raw = json.dumps(tagged, indent=2, ensure_ascii=False).encode()
+    assert codec._shaped_load(SessionData, raw) is codec._MISS
+    assert codec.dumps(codec.loads(SessionData, raw)) == raw
+    lease = _fixture("writer_lease.json")
+    repeated = lease.replace(b'"epoch": ', b'"zz": 1,\n  "zz": 2,\n  "epoch": ', 1)
+    assert codec._shaped_load(WriterLease, repeated) is codec._MISS
+
+
+_extra_value = st.none() | st.booleans() | st.integers(0, 10) | st.text(max_size=4)
+
+
+@_SETTINGS
+@given(
+    _session,
+    st.lists(st.tuples(st.integers(0, 40), st.text(min_size=1, max_size=6), _extra_value)),
+)
+def test_shaped_load_agrees_on_generated_unknown_keys(
+    doc: dict[str, Any], extras: list[tuple[int, str, Any]]
+) -> None:
+    # Unknown keys spread over the objects of the document, at any position.
+    objects: list[dict[str, Any]] = []
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            objects.append(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    for index, key, value in extras:
+        target = objects[index % len(objects)]
+        if key in target:
+            continue
+        items = list(target.items())
+        items.insert(index % (len(items) + 1), (key, value))
+        target.clear()
+        target.update(items)
+    try:
+        raw = codec.dumps(codec.loads(SessionData, json.dumps(doc, ensure_ascii=False)))
+    except DocumentError:
+        return
+    _shaped_agrees(SessionData, raw)

@@ -32,13 +32,14 @@ from s3store._async.client import AsyncMemoryObjectClient
 from s3store.errors import (
     AlreadyExistsError,
     ConditionalRequestConflictError,
+    ConfigurationError,
     TransientError,
 )
 from s3store.keys import Part
 from s3store.models import ArtifactStore, LoopCheckpoint, SessionData, TraceEvent
 from s3store.types import Capabilities, GetResult, ObjectInfo, PutResult
 from tests import helpers
-from tests.conftest import BUCKET, Backend
+from tests.conftest import BUCKET, OBSTORE_SUFFIX, Backend, obstore_servers
 from tests.faultproxy import (
     FAULT_KINDS,
     LANDED_KINDS,
@@ -49,6 +50,8 @@ from tests.faultproxy import (
 )
 
 FULL = os.environ.get("S3STORE_FULL") == "1"
+OBSTORE = "obstore"
+"""The ``api`` of the async store on the obstore transport (``transport="obstore"``)."""
 SEED = 20240917
 RATE = 0.10
 # Every server here enforces conditional writes; passing the capabilities skips the probe,
@@ -74,12 +77,17 @@ def fast_sdk_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", scaled)
 
 
-@pytest.fixture(params=real_server_names())
+# The boto3 tests run on the plain server names; ``moto-obstore`` / ``seaweedfs-obstore``
+# select the obstore tests at the end of this file (see tests/conftest.py).
+BOTO_SERVERS = [name for name in real_server_names() if not name.endswith(OBSTORE_SUFFIX)]
+
+
+@pytest.fixture(params=BOTO_SERVERS)
 def server(request: pytest.FixtureRequest) -> Backend:
     return open_server(request, request.param)
 
 
-@pytest.fixture(params=real_server_names() if FULL else real_server_names()[:1])
+@pytest.fixture(params=BOTO_SERVERS if FULL else BOTO_SERVERS[:1])
 def one_server(request: pytest.FixtureRequest) -> Backend:
     """Scripted tests exercise the client side: one server by default, every one in full."""
     return open_server(request, request.param)
@@ -293,7 +301,9 @@ async def _run_workload(
     ledger = Ledger()
     with proxy:
         options = _store_options(prefix, proxy.url, read_timeout=1.0, max_attempts=8)
-        if api == "async":
+        if api == OBSTORE:
+            options["transport"] = "obstore"
+        if api in ("async", OBSTORE):
             async with AsyncS3SessionStore(**options) as store:
                 await asyncio.gather(
                     *(agent(store, f"s{i}", turns, ledger) for i in range(sessions))
@@ -351,7 +361,9 @@ async def faulty(
     """A proxy without random faults and a store behind it, its connection pool warmed up."""
     with FaultProxy(str(backend.endpoint), identity_strip=prefix) as proxy:
         kwargs = _store_options(prefix, proxy.url, **{"read_timeout": 0.5, **options})
-        if api == "async":
+        if api == OBSTORE:
+            kwargs["transport"] = "obstore"
+        if api in ("async", OBSTORE):
             async with AsyncS3SessionStore(**kwargs) as store:
                 await store.load("warm-up")
                 yield proxy, store
@@ -562,12 +574,20 @@ class _KmsLikeLostAnswer:
         return opaque
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
-        got = await self.inner.get(key, max_bytes=max_bytes, range_end=range_end)
+        inner_tag = None if if_none_match is None else self._to_inner.get(if_none_match, "-")
+        got = await self.inner.get(
+            key, max_bytes=max_bytes, range_end=range_end, if_none_match=inner_tag
+        )
         if got is None:
             return None
-        return GetResult(body=got.body, info=replace(got.info, etag=self._kms(got.info.etag)))
+        return replace(got, info=replace(got.info, etag=self._kms(got.info.etag)))
 
     async def head(self, key: str) -> ObjectInfo | None:
         info = await self.inner.head(key)
@@ -611,3 +631,130 @@ async def test_lost_create_answer_with_non_md5_etags(kms: bool) -> None:
     ) as store:
         await store.save(helpers.session("s1"), mode="create")
         assert await store.load("s1") == helpers.session("s1")
+
+
+# -- the obstore transport ----------------------------------------------------------------
+# The same proxy, faults and checks, with the async store on transport="obstore". Selected
+# with S3STORE_TEST_BACKENDS=moto-obstore,seaweedfs-obstore. object_store retries 5xx and
+# connection errors itself, but not a timed-out PUT (not a safe request): there the store's
+# own outcome check (a HEAD for its write token) decides what landed.
+
+
+@pytest.fixture(params=obstore_servers())
+def obstore_server(request: pytest.FixtureRequest) -> Backend:
+    pytest.importorskip("obstore")
+    opened = open_server(request, request.param)
+    return replace(opened, name=f"{opened.name}{OBSTORE_SUFFIX}", transport=OBSTORE)
+
+
+@pytest.mark.s3
+async def test_obstore_workload_survives_faults(obstore_server: Backend, prefix: str) -> None:
+    """3 agents × 30 turns at a 10 % fault rate, every fault kind, on obstore."""
+    sessions, turns = (6, 80) if FULL else (3, 30)
+    await _run_workload(obstore_server, prefix, OBSTORE, "all", sessions, turns)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("kind", ["error500", "slowdown503", "reset_before", "slow"])
+async def test_obstore_transient_faults_are_retried(
+    obstore_server: Backend, prefix: str, kind: str
+) -> None:
+    async with faulty(obstore_server, prefix, OBSTORE) as (proxy, store):
+        key = store.layout.session_key("s1")
+        proxy.script(kind, _put_to(key))
+        proxy.script(kind, _put_to(key))
+        await _call(store, "save", helpers.session("s1"), mode="create")
+        assert await _call(store, "load", "s1") == helpers.session("s1")
+        if kind == "slow":
+            assert _attempts(proxy, key) == [kind]
+        else:
+            assert _attempts(proxy, key) == [kind, kind, None]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("kind", ["timeout", "reset_after"])
+async def test_obstore_create_that_landed_unanswered_is_not_a_conflict(
+    obstore_server: Backend, prefix: str, kind: str
+) -> None:
+    async with faulty(obstore_server, prefix, OBSTORE) as (proxy, store):
+        key = store.layout.session_key("s1")
+        proxy.script(kind, _put_to(key))
+        await _call(store, "save", helpers.session("s1"), mode="create")
+        assert await _call(store, "load", "s1") == helpers.session("s1")
+        with pytest.raises(AlreadyExistsError):  # a real conflict is still one
+            await _call(store, "save", helpers.session("s1", messages=1), mode="create")
+
+
+@pytest.mark.s3
+async def test_obstore_update_whose_write_landed_unanswered_appends_once(
+    obstore_server: Backend, prefix: str
+) -> None:
+    async with faulty(obstore_server, prefix, OBSTORE) as (proxy, store):
+        await _call(store, "save", helpers.session("s1", messages=0), mode="create")
+        key = store.layout.session_key("s1")
+        proxy.script("reset_after", lambda r: _put_to(key)(r) and "if-match" in r.headers)
+        await _call(store, "update", "s1", lambda cur: helpers.with_message(cur, "once"))
+        loaded = await _call(store, "load", "s1")
+        assert loaded == helpers.with_message(helpers.session("s1", messages=0), "once")
+
+
+@pytest.mark.s3
+async def test_obstore_409_is_retried_by_the_store(obstore_server: Backend, prefix: str) -> None:
+    async with faulty(obstore_server, prefix, OBSTORE) as (proxy, store):
+        await _call(store, "save", helpers.session("s1", messages=0), mode="create")
+        key = store.layout.session_key("s1")
+        for _ in range(3):
+            proxy.script("conflict409", _put_to(key))
+        await _call(store, "update", "s1", lambda cur: helpers.with_message(cur, "once"))
+        loaded = await _call(store, "load", "s1")
+        assert loaded == helpers.with_message(helpers.session("s1", messages=0), "once")
+        assert _attempts(proxy, key)[-4:] == ["conflict409"] * 3 + [None]
+
+
+@pytest.mark.s3
+async def test_obstore_persistent_faults_are_surfaced_with_the_key(
+    obstore_server: Backend, prefix: str
+) -> None:
+    """What outlives object_store's retries is raised, typed, naming bucket and key."""
+    async with faulty(obstore_server, prefix, OBSTORE, max_attempts=2, conflict_retries=1) as (
+        proxy,
+        store,
+    ):
+        key = store.layout.session_key("s1")
+        for _ in range(3):
+            proxy.script("slowdown503", _put_to(key))
+        with pytest.raises(TransientError) as transient:
+            await _call(store, "save", helpers.session("s1"))
+        assert (transient.value.key, transient.value.code) == (key, "SlowDown")
+        assert key in str(transient.value)
+        assert BUCKET in str(transient.value)
+        assert obstore_server.raw_get(key) is None
+        proxy.clear_script()
+        for _ in range(2):
+            proxy.script("conflict409", _put_to(key))
+        with pytest.raises(ConditionalRequestConflictError) as conflict:
+            await _call(store, "save", helpers.session("s1"), mode="create")
+        assert conflict.value.key == key
+        assert obstore_server.raw_get(key) is None
+        for _ in range(6):
+            proxy.script("reset_before", _put_to(key))
+        with pytest.raises(TransientError) as reset:
+            await _call(store, "save", helpers.session("s1"))
+        assert reset.value.key == key
+
+
+@pytest.mark.s3
+async def test_obstore_is_async_only_and_builds_its_own_client(
+    obstore_server: Backend, prefix: str
+) -> None:
+    """The sync store refuses the transport; so does a store given its own client."""
+    options = obstore_server.store_kwargs(prefix)
+    with pytest.raises(ConfigurationError, match="async only"), S3SessionStore(**options):
+        pass
+    given = AsyncMemoryObjectClient(BUCKET)
+    with pytest.raises(ConfigurationError, match="client= was passed"):
+        async with AsyncS3SessionStore(**options, client=given):
+            pass
+    async with AsyncS3SessionStore(**options) as store:
+        client = await store._object_client()
+        assert client.describe()["endpoint"].endswith("(obstore)")

@@ -421,3 +421,29 @@ def test_exit_codes_are_documented_where_they_are_defined() -> None:
     assert cli.exit_code(errors.CorruptObjectError("x")) == 3
     assert cli.exit_code(ConnectionRefusedError()) == 3
     assert cli.exit_code(KeyError("x")) == 70
+
+
+@pytest.mark.parametrize("id", ["sess-0001", "a_b"])
+def test_exists_on_a_missing_bucket_raises_instead_of_answering_false(
+    moto_endpoint: str, id: str
+) -> None:
+    store = S3SessionStore(
+        bucket="no-such-bucket-here", endpoint_url=moto_endpoint, region_name="us-east-1"
+    )
+    with pytest.raises(errors.BucketNotFoundError, match="no-such-bucket-here"):
+        store.exists(id)
+    memory = S3SessionStore(bucket="b", client=MemoryObjectClient("b", create=False))
+    with pytest.raises(errors.BucketNotFoundError):
+        memory.exists(id)
+
+
+def test_exists_is_one_request_and_tells_placeholders_from_sessions(moto_endpoint: str) -> None:
+    _ensure_bucket(moto_endpoint)
+    store = S3SessionStore(bucket=BUCKET, endpoint_url=moto_endpoint, prefix="exists-peek")
+    store.save(helpers.session("small"))
+    with store.lease("held", holder="w1", ttl=60, renew=False):
+        before = store.stats.total_requests
+        assert store.exists("small") is True
+        assert store.exists("held") is False  # only a lease placeholder is there
+        assert store.exists("nobody") is False
+        assert store.stats.total_requests - before == 3

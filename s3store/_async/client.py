@@ -8,7 +8,6 @@ fault-injecting wrapper in tests.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import contextvars
@@ -32,6 +31,7 @@ from s3store.config import (
 from s3store.errors import (
     BackendError,
     DocumentTooLargeError,
+    NotModifiedError,
     ObjectNotFoundError,
     translate_error,
 )
@@ -44,7 +44,7 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.BotoCoreError,
     botocore.exceptions.ClientError,
     OSError,
-    asyncio.TimeoutError,
+    TimeoutError,  # asyncio.TimeoutError is this builtin since Python 3.11
 )
 
 DEFAULT_MAX_IN_FLIGHT = 16
@@ -123,11 +123,20 @@ class AsyncObjectClient(Protocol):
         ...
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
         """The object's bytes, or None; DocumentTooLargeError past ``max_bytes``.
 
         ``range_end`` asks for only the first ``range_end`` bytes (a ranged GET).
+        ``if_none_match`` makes it a conditional GET: if the object's ETag is still that
+        one, S3 answers 304 Not Modified with no body, and so does this method:
+        ``GetResult(body=b"", not_modified=True)``, whose ``info`` holds only the key and
+        ETag. A missing object is still None.
         """
         ...
 
@@ -253,14 +262,27 @@ class AsyncBotoObjectClient:
             ) from exc
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
         # docstring inherited
         extra: dict[str, Any] = {"Range": f"bytes=0-{range_end - 1}"} if range_end else {}
+        if if_none_match is not None:
+            extra["IfNoneMatch"] = if_none_match
         try:
             response = await self._call("get_object", key, Key=key, **extra, **self._owner)
         except ObjectNotFoundError:
             return None
+        except NotModifiedError as exc:
+            # botocore raises the 304 as a ClientError; it is an answer, not a failure.
+            etag = exc.etag or if_none_match or ""
+            return GetResult(
+                body=b"", info=ObjectInfo(key=key, size=0, etag=etag), not_modified=True
+            )
         except BackendError as exc:
             if exc.code != "InvalidRange":
                 raise
@@ -475,13 +497,20 @@ class AsyncMemoryObjectClient(MemoryClientBase):
         return {"endpoint": "memory", "region": "none", "bucket": self.bucket}
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
         # docstring inherited
-        result = self.backend.get(self.bucket, key)
-        if result is not None and range_end is not None:
+        result = self.backend.get(self.bucket, key, if_none_match=if_none_match)
+        if result is None or result.not_modified:
+            return result
+        if range_end is not None:
             return GetResult(body=result.body[:range_end], info=result.info)
-        if result is not None and max_bytes is not None and result.info.size > max_bytes:
+        if max_bytes is not None and result.info.size > max_bytes:
             raise DocumentTooLargeError(
                 f"object is {result.info.size} bytes, over the {max_bytes}-byte document limit",
                 bucket=self.bucket,
@@ -606,13 +635,20 @@ class AsyncCountingClient:
         return self.inner.describe()
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
         # docstring inherited
         result = None
         try:
             async with self._gate(key):
-                result = await self.inner.get(key, max_bytes=max_bytes, range_end=range_end)
+                result = await self.inner.get(
+                    key, max_bytes=max_bytes, range_end=range_end, if_none_match=if_none_match
+                )
             return result
         finally:
             self.stats.record("GetObject", down=len(result.body) if result else 0)

@@ -48,6 +48,15 @@ Protocol:
    ``"released": true``, keeping its epoch (no DELETE, so no conditional-delete support is
    needed).
 
+Journal mode (``journal=True``): the same lease object; the fence and every write are
+journal appends (:mod:`s3store._async.journal`, "Leases"). Fence = a delta setting
+``s3store_fence`` (missing session: a create-only placeholder document); a write appends at
+the known seq + 1 only if the state before it carries this acquisition's fence, and a taken
+seq re-reads: a newer fence → LeaseLostError, another change without our fence →
+PreconditionFailedError, our fence still there → written again on the new state
+(``save``) or ``fn`` re-run (``update``). The store's known state is used as is (a stale
+one finds its seq taken), so a holder that is the only writer never reads before writing.
+
 Unknown outcomes (:class:`~s3store.errors.OutcomeUnknownError`, any TransientError of a
 write) are treated as "may have landed": the lease object and the session are re-read, and
 a write counts as ours when the object carries this acquisition's token (and, for the lease
@@ -57,6 +66,11 @@ Cost, in requests: acquire 2 (GET + PUT of the lease object) + fence 3 (GET + PU
 session, GET of the lease object) = 5; each lost race or unknown outcome adds a GET and a
 PUT. ``save`` under the lease is 1 PUT; ``update`` under the lease is 1 GET + 1 PUT (as the
 plain ``update``). A 412 costs 1–2 GETs more. Renewal is 1 PUT per ttl/3; release is 1 PUT.
+Journal mode: acquire 7 (lease GET + PUT; the session's LIST + GET, plus a GET per pending
+delta; the fence delta's PUT + confirming HEAD; lease GET), 6 for a missing session (the
+placeholder's PUT, no HEAD); ``save`` and ``update`` under the lease 2 each (delta PUT +
+HEAD; the load of LIST + GET + deltas first when the store's known state is not current);
+every K-th append also compacts, as any journal save.
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from s3store._async.journal import session_tree
 from s3store._backends import AsyncPeriodic
 from s3store.errors import (
     AlreadyExistsError,
@@ -87,6 +102,7 @@ from s3store.models import SessionData
 from s3store.types import IfMatch, PutMode, PutResult
 
 if TYPE_CHECKING:
+    from s3store._async.journal import AsyncJournal
     from s3store._async.store import AsyncS3SessionStore
 
 log = logging.getLogger("s3store")
@@ -380,6 +396,18 @@ class AsyncLease:
 
     async def _fence(self) -> None:
         """Put this acquisition's fence on the session key, then confirm the lease."""
+        if self.store._journal is not None:
+            await self._fence_journal(self.store._journal)
+        else:
+            await self._fence_document()
+        seen, _, _ = await self._read_lease()
+        if not self._ours(seen):
+            raise self._lost_error("lease taken over while fencing", seen)
+        assert seen is not None
+        self._etag = seen.etag
+
+    async def _fence_document(self) -> None:
+        """Whole-document mode: If-Match rewrite of the document with this fence."""
         store = self.store
         key = self.session_key
         transient = 0
@@ -424,11 +452,42 @@ class AsyncLease:
                 bucket=store.bucket,
                 key=key,
             )
-        seen, _, _ = await self._read_lease()
-        if not self._ours(seen):
-            raise self._lost_error("lease taken over while fencing", seen)
-        assert seen is not None
-        self._etag = seen.etag
+
+    async def _fence_journal(self, journal: AsyncJournal) -> None:
+        """Journal mode: the fence is a delta setting ``s3store_fence`` (or, for a missing
+        session, a create-only placeholder document). A seq is taken once, so the fence
+        is ordered against every append: a holder's delta either took its seq before the
+        fence (it counts, the fence is appended after it) or finds the seq taken."""
+        transient = 0
+        for _ in range(_FENCE_ATTEMPTS):
+            st = await journal.state(self.id)
+            journal.session_of(st, self.id)  # KeyCollisionError: another id's document
+            try:
+                if st.tree is None:
+                    tree = {PLACEHOLDER_KEY: True, FENCE_KEY: self._fence_member()}
+                    await journal.create(self.id, self._placeholder(), tree)
+                    return
+                state = self._fence_state(st.fence)
+                if state == "ours":
+                    return  # our own append whose answer was lost did land
+                if state == "newer":
+                    await self._overtake(_epoch(st.fence.get("epoch")))
+                    continue
+                await journal.append(self.id, st, {**st.tree, FENCE_KEY: self._fence_member()})
+                return
+            except (AlreadyExistsError, PreconditionFailedError):
+                continue  # another writer took the seq (or the key): read again, decide again
+            except TransientError:
+                transient += 1
+                if transient > _TRANSIENT_ATTEMPTS:
+                    raise
+                continue  # may have landed: the next read tells (our token in the fence)
+        raise LeaseHeldError(
+            f"could not fence the session in {_FENCE_ATTEMPTS} attempts: "
+            "other writers keep appending to it",
+            bucket=self.store.bucket,
+            key=self.session_key,
+        )
 
     async def _overtake(self, fence_epoch: int) -> None:
         """The session carries a fence at our epoch or later. If the lease object is still
@@ -493,14 +552,65 @@ class AsyncLease:
             actual_etag=current[2] if current is not None else None,
         ) from cause
 
+    async def _refuse_journal(self, fence: Any, cause: BaseException) -> None:
+        """Journal mode: the state a write would append to does not carry this
+        acquisition's fence. Raise LeaseLostError (a newer fence, or the lease object is no
+        longer ours) or PreconditionFailedError (changed outside the lease)."""
+        seen, _, _ = await self._read_lease()
+        if self._fence_state(fence) == "newer" or not self._ours(seen):
+            raise self._lost_error("lease lost: a newer holder fenced the session", seen) from cause
+        raise PreconditionFailedError(
+            "the session was changed or deleted outside the lease (a write without the "
+            "lease, or delete); the lease holder cannot write over it: acquire again",
+            bucket=self.store.bucket,
+            key=self.session_key,
+            expected_etag=None,
+        ) from cause
+
+    async def _write_journal(
+        self,
+        journal: AsyncJournal,
+        fn: Callable[[SessionData | None], SessionData | Awaitable[SessionData]],
+    ) -> PutResult:
+        """Journal mode: append ``fn(session)`` as a delta, only onto a state that carries
+        this acquisition's fence (so a fenced-out holder's append finds its seq taken, and
+        the state it then reads shows the newer fence). The known state is used as is: if
+        it is stale its next seq is taken and the write re-reads."""
+        cause: BaseException = PreconditionFailedError(
+            "session changed", bucket=self.store.bucket, key=self.session_key, expected_etag=None
+        )
+        st = journal.known(self.id)
+        for _ in range(_WRITE_ATTEMPTS):
+            if st is None:
+                st = await journal.state(self.id)
+            if self._fence_state(st.fence) != "ours":
+                await self._refuse_journal(st.fence, cause)
+            result = fn(journal.session_of(st, self.id))
+            new = await result if isinstance(result, Awaitable) else result
+            if new.id != self.id:
+                raise InvalidIdError(f"update() returned a session with id {new.id!r}", id=self.id)
+            try:
+                return await journal.append(self.id, st, session_tree(self._fenced(new)))
+            except (AlreadyExistsError, PreconditionFailedError) as exc:
+                cause, st = exc, None  # the seq was taken or the delta is void: re-read
+        raise PreconditionFailedError(
+            "the session keeps changing under the lease",
+            bucket=self.store.bucket,
+            key=self.session_key,
+            expected_etag=None,
+        )
+
     async def save_session(self, session: SessionData) -> PutResult:
         """Write the session under this lease (what ``store.save(..., lease=...)`` calls):
-        If-Match against the version this acquisition last wrote or fenced."""
+        If-Match against the version this acquisition last wrote or fenced (journal mode:
+        a delta on the known state, see the module docstring)."""
         self._check_usable()
         if session.id != self.id:
             raise InvalidIdError(
                 f"lease is for session {self.id!r}, not {session.id!r}", id=session.id
             )
+        if self.store._journal is not None:
+            return await self._write_journal(self.store._journal, lambda _current: session)
         store = self.store
         key = self.session_key
         fenced = self._fenced(session)
@@ -551,6 +661,8 @@ class AsyncLease:
         self._check_usable()
         if id is not None and id != self.id:
             raise InvalidIdError(f"lease is for session {self.id!r}, not {id!r}", id=id)
+        if self.store._journal is not None:
+            return await self._write_journal(self.store._journal, fn)
         store = self.store
         key = self.session_key
         cause: BaseException = PreconditionFailedError(

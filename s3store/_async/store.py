@@ -16,7 +16,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,8 +28,14 @@ from s3store._async.client import (
     AsyncMemoryObjectClient,
     AsyncObjectClient,
 )
-from s3store._async.journal import AsyncJournal
-from s3store._async.lease import AsyncLease, is_placeholder, may_be_placeholder
+from s3store._async.journal import ARRAY_KINDS, KINDS, AsyncJournal
+from s3store._async.lease import (
+    PLACEHOLDER_MAX_BYTES,
+    AsyncLease,
+    is_placeholder,
+    may_be_placeholder,
+)
+from s3store._async.obstore_client import open_obstore_client
 from s3store._async.snapshots import AsyncSnapshots
 from s3store._backends import AsyncLock, aclock, agather_limited, aopen_boto_client, asleep
 from s3store._caches import BlobCache, KnownBlob, KnownBlobs, ServerClock, VersionHistory
@@ -73,6 +79,7 @@ from s3store.types import (
     ObjectInfo,
     PutMode,
     PutResult,
+    SessionChange,
     StoreStats,
     Versioned,
     check_mode,
@@ -226,7 +233,17 @@ class AsyncS3SessionStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client the store built (a client passed in stays open)."""
+        """Close the client the store built (a client passed in stays open).
+
+        With ``journal_compact_on_close=True`` it first runs :meth:`compact_pending`; a
+        compaction that fails is logged, not raised: its deltas stay and lose nothing, and
+        closing must not fail because an optimisation did.
+        """
+        if self._journal is not None and self.settings.journal_compact_on_close:
+            try:
+                await self.compact_pending()
+            except StoreError as exc:
+                log.warning("bucket=<%s> | compaction on close failed: %s", self.bucket, exc)
         self._client = None
         await self._stack.aclose()
 
@@ -240,6 +257,14 @@ class AsyncS3SessionStore:
 
     async def _build_client(self) -> AsyncObjectClient:
         given = self._given_client
+        if self.settings.transport == "obstore":
+            if given is not None:
+                raise ConfigurationError(
+                    "transport='obstore' configures the client the store builds, but client= "
+                    "was passed: drop one of them"
+                )
+            built: AsyncObjectClient = await open_obstore_client(self.settings)
+            return built
         if given is None:
             raw = await aopen_boto_client(self._stack, self.settings)
             return AsyncBotoObjectClient(raw, self.settings)
@@ -322,6 +347,7 @@ class AsyncS3SessionStore:
             return None
 
     def _decode(self, tp: Any, body: bytes, key: str) -> Any:
+        # codec.loads pauses the cyclic GC for documents of 128 KiB or more (see there).
         try:
             return codec.loads(tp, body, source=key, max_bytes=self.settings.max_document_bytes)
         except DocumentTooLargeError as exc:
@@ -530,9 +556,11 @@ class AsyncS3SessionStore:
         placeholder (no session) replaces it, If-Match (one GET and one PUT more).
 
         Under a ``lease`` the write is a compare-and-swap against the version this lease
-        holder last wrote or fenced, and fails with LeaseLostError once another holder has
+        holder last wrote or fenced (journal mode: a delta appended only onto a state that
+        carries this holder's fence), and fails with LeaseLostError once another holder has
         taken over. ``mode`` cannot be combined with ``lease`` (ConfigurationError): the
-        lease decides the condition.
+        lease decides the condition. Journal mode refuses a plain save of a fenced session
+        (ConfigurationError): write it under its lease.
         """
         session = _validate.session(session)
         key = self.layout.session_key(session.id)
@@ -688,8 +716,11 @@ class AsyncS3SessionStore:
                     raise
                 await asleep(_backoff(attempt))
 
-    async def compact(self, id: str) -> int:
-        """Journal mode: fold the session's pending deltas into its document now.
+    async def compact(
+        self, id: str, *, document: Literal["session", "traces", "runs"] = "session"
+    ) -> int:
+        """Journal mode: fold the session's pending deltas into its document now
+        (``document="traces"`` / ``"runs"``: its trace events' or run records').
 
         Returns how many deltas were folded (0 when none were pending or another
         compaction won the If-Match). Costs a load (GET, LIST, delta GETs), one PUT and
@@ -697,7 +728,27 @@ class AsyncS3SessionStore:
         """
         if self._journal is None:
             raise ConfigurationError("compact() needs journal mode (journal=True)")
-        return await self._journal.compact(id)
+        if document not in KINDS:
+            raise ConfigurationError(f"compact(document=...) takes {sorted(KINDS)}")
+        return await self._journal.compact(id, kind=KINDS[document])
+
+    async def compact_pending(self) -> int:
+        """Journal mode: fold every document this store knows to have pending deltas (the
+        sessions, trace events and run records it saved or loaded), e.g. before handing a
+        bucket to readers that know nothing of journals. Returns how many deltas were
+        folded. Each document costs one PUT and one DeleteObjects (no load: the store's
+        known state is complete up to its last sequence number; deltas written since by
+        others stay pending, as the If-Match keeps them). ConfigurationError without
+        journal mode."""
+        if self._journal is None:
+            raise ConfigurationError("compact_pending() needs journal mode (journal=True)")
+        journal = self._journal
+        folded = 0
+        for id, kind in journal.pending():
+            known = journal.known(id, kind)
+            if known is not None:
+                folded += await journal.compact(id, known=known, kind=kind)
+        return folded
 
     async def watch(
         self, id: str, *, min_interval: float = 0.5, max_interval: float = 10.0
@@ -706,40 +757,81 @@ class AsyncS3SessionStore:
         while there is none) at once, then every new version, forever.
 
         Polls with adaptive intervals: ``min_interval`` after a change, doubling on every
-        idle poll up to ``max_interval``. An idle poll costs one HEAD of the document
-        (whole-document mode: its ETag) or one HEAD plus one LIST of the journal (journal
-        mode); each change costs a load. With the defaults an idle minute costs at most
-        6 polls once backed off (6 requests, journal 12), plus 5 polls of the back-off.
+        idle poll up to ``max_interval``. Whole-document mode: a poll is one conditional
+        GET (``If-None-Match`` the last ETag), answered 304 with no body while nothing
+        changed; a change is that same request answered with the document, so an idle
+        poll and a change cost one request each. Journal mode: a poll is one LIST of the
+        session's deltas plus one conditional GET of its document (two requests); a change
+        adds one GET per new delta, a compaction nothing (and yields nothing: the state is
+        the same). With the defaults an idle minute costs 6 polls once backed off
+        (whole-document 6 requests, journal 12), at most 10 in the minute after a change.
         """
-        if not 0 < min_interval <= max_interval:
-            raise ConfigurationError("watch needs 0 < min_interval <= max_interval")
-        journal = self._journal if self._journal is not None else AsyncJournal(self)
-        async for version in journal.watch(
-            id,
-            min_interval=min_interval,
-            max_interval=max_interval,
-            journal=self._journal is not None,
+        from s3store._async.watch import watch_session  # watch imports this module
+
+        async for version in watch_session(
+            self, id, min_interval=min_interval, max_interval=max_interval
         ):
             yield version
+
+    async def watch_prefix(
+        self,
+        *,
+        min_interval: float = 0.5,
+        max_interval: float = 10.0,
+        existing: bool = False,
+        removals: bool = False,
+    ) -> AsyncIterator[SessionChange]:
+        """Follow the store's set of sessions: yields a :class:`~s3store.types.SessionChange`
+        ``(id, present=True)`` for every session that appears after the call, forever.
+
+        ``existing``: first yield the sessions already there. ``removals``: also yield
+        ``(id, present=False)`` for every session that disappears. Ids are those of
+        :meth:`list` (legacy layout: the sanitised stems); lease placeholders are not
+        sessions (one that becomes a session appears then). Both layouts, both modes.
+
+        Polls one listing of the session keys (ListObjectsV2 with delimiter ``/``; S3 has no
+        conditional LIST), with the intervals of :meth:`watch`. A poll costs one request
+        per page of ``list_page_size`` (1000) entries, idle or not: with the defaults an
+        idle minute costs 6 polls once backed off, i.e. 6 × pages requests. A change
+        waits at most ``max_interval`` to be seen.
+        """
+        from s3store._async.watch import watch_prefix  # watch imports this module
+
+        async for change in watch_prefix(
+            self,
+            min_interval=min_interval,
+            max_interval=max_interval,
+            existing=existing,
+            removals=removals,
+        ):
+            yield change
 
     async def exists(self, id: str) -> bool:
         """Whether a session is stored under ``id``. One request.
 
-        In the legacy layout an id that shares its key with other ids (it contains ``_``,
-        ``/``, ``\\`` or ``..``) is checked against the id at the head of the stored
-        document with a ranged GET, as upstream checks ownership. A lease placeholder is no
-        session (an object that small is read once more to tell).
+        The request is a ranged GET of the document's first bytes, not a HEAD: a HEAD's
+        404 has no body, so it cannot tell a missing session from a missing bucket, and a
+        missing bucket must raise :class:`~s3store.errors.BucketNotFoundError`, not answer
+        False. In the legacy layout an id that shares its key with other ids (it contains
+        ``_``, ``/``, ``\\`` or ``..``) is checked against the id at the head of the
+        stored document, as upstream checks ownership. A lease placeholder is no session
+        (with encryption at rest, an object small enough to be one is read whole to tell).
         """
         key = self.layout.session_key(id)
         if self._unambiguous(id):
+            overhead = self._seal_overhead()
             client = await self._object_client()
-            info = await client.head(key)
-            if info is None:
+            # One byte past the largest placeholder: a shorter answer is the whole object.
+            peek = PLACEHOLDER_MAX_BYTES + overhead + 1
+            got = await client.get(key, range_end=peek)
+            if got is None:
                 return False
-            if not may_be_placeholder(info.size, self._seal_overhead()):
+            if len(got.body) >= peek:
                 return True
-            got = await self._get(key)
-            return got is not None and not is_placeholder(got[0])
+            if overhead:
+                whole = await self._get(key)
+                return whole is not None and not is_placeholder(whole[0])
+            return not is_placeholder(got.body)
         return await self._stored_id(key) == id
 
     def _unambiguous(self, id: str) -> bool:
@@ -890,13 +982,16 @@ class AsyncS3SessionStore:
         for start in range(0, len(owned), 1000):
             await client.delete_many(owned[start : start + 1000])
 
-    async def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (dev servers, demos)."""
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist (dev servers, demos); True if this call
+        created it."""
         client = await self._object_client()
         try:
             await client.head_bucket()
         except StoreError:
             await client.create_bucket()
+            return True
+        return False
 
     def mark_blobs_present(self, blobs: Iterable[ObjectInfo]) -> None:
         """Tell the store about blob versions a listing showed (no re-upload while young).
@@ -917,6 +1012,10 @@ class AsyncS3SessionStore:
         self, part: Part, id: str, records: Sequence[BaseModel], mode: PutMode
     ) -> PutResult:
         key = self.layout.sidecar_key(part, id)
+        if self._journal is not None and part in ARRAY_KINDS:
+            # Journal mode refuses snapshots (their fragments are members of the session
+            # document), so the snapshot check is skipped: it would cost a GET per save.
+            return await self._journal.save_array(ARRAY_KINDS[part], id, list(records), mode)
         body = self._encode(list(records), key)
         committed = await self._snapshots.save_member(id, _SNAPSHOT_MEMBERS[part], records, mode)
         if committed is not None:
@@ -924,12 +1023,18 @@ class AsyncS3SessionStore:
         return await self._put(key, body, mode)
 
     async def _load_sidecar(self, part: Part, id: str, tp: Any) -> Any:
+        if self._journal is not None and part in ARRAY_KINDS:
+            return await self._load_sidecar_document(part, id, tp)
         found, value = await self._snapshots.load_member(id, _SNAPSHOT_MEMBERS[part])
         if found:
             return value
         return await self._load_sidecar_document(part, id, tp)
 
     async def _load_sidecar_document(self, part: Part, id: str, tp: Any) -> Any:
+        if self._journal is not None and part in ARRAY_KINDS:
+            # The document as of the last compaction + its pending deltas (LIST, GET, the
+            # deltas' GETs concurrently).
+            return await self._journal.load_array(ARRAY_KINDS[part], id)
         key = self.layout.sidecar_key(part, id)
         got = await self._get(key)
         return None if got is None else self._decode(tp, got[0], key)
@@ -937,12 +1042,19 @@ class AsyncS3SessionStore:
     async def save_trace_events(
         self, id: str, events: Sequence[TraceEvent], *, mode: PutMode = "overwrite"
     ) -> PutResult:
-        """Write the session's trace events (one PUT)."""
+        """Write the session's trace events (one PUT).
+
+        Journal mode: when this store knows the stored version (it loaded or saved it) and
+        ``events`` extends it, only the new events are written, as a delta (its PUT and the
+        confirming HEAD; every ``journal_compact_every`` deltas a compaction too). See
+        :meth:`~s3store._async.journal.AsyncJournal.save_array` for ``mode``.
+        """
         events = _validate.models(events, TraceEvent, "events")
         return await self._save_sidecar(Part.TRACES, id, events, mode)
 
     async def load_trace_events(self, id: str) -> builtins.list[TraceEvent] | None:
-        """The session's trace events, or None if never saved (one GET)."""
+        """The session's trace events, or None if never saved (one GET; journal mode: one
+        LIST, one GET and one GET per pending delta)."""
         events: builtins.list[TraceEvent] | None = await self._load_sidecar(
             Part.TRACES, id, list[TraceEvent]
         )
@@ -951,12 +1063,14 @@ class AsyncS3SessionStore:
     async def save_run_records(
         self, id: str, records: Sequence[RunRecord], *, mode: PutMode = "overwrite"
     ) -> PutResult:
-        """Write the session's run records (one PUT)."""
+        """Write the session's run records (one PUT; journal mode: a delta of the new
+        records, as :meth:`save_trace_events`)."""
         records = _validate.models(records, RunRecord, "records")
         return await self._save_sidecar(Part.RUNS, id, records, mode)
 
     async def load_run_records(self, id: str) -> builtins.list[RunRecord] | None:
-        """The session's run records, or None (one GET)."""
+        """The session's run records, or None (one GET; journal mode: as
+        :meth:`load_trace_events`)."""
         records: builtins.list[RunRecord] | None = await self._load_sidecar(
             Part.RUNS, id, list[RunRecord]
         )
@@ -1465,12 +1579,8 @@ class AsyncS3SessionStore:
         background every ``ttl / 3`` seconds (``renew=True``), and on exit waits for a
         renewal in flight and marks the lease object released (it is never deleted).
         ``holder`` names this process: a lease held under the same name is taken over.
+        In journal mode the fence and every write under the lease are journal appends.
         """
-        if self._journal is not None:
-            raise ConfigurationError(
-                "journal mode does not support leases: hold leased sessions in a "
-                "whole-document store (README, Journal mode)"
-            )
         await self._require_conditions("lease", self.layout.lease_key(id))
         lease = AsyncLease(self, id, holder=holder, ttl=ttl)
         await lease.acquire()

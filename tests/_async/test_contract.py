@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from functools import partial
@@ -17,6 +18,7 @@ from s3store._async.lease import AsyncLease
 from s3store._backends import agather_limited, asleep
 from s3store.errors import (
     AlreadyExistsError,
+    ConfigurationError,
     ConflictError,
     CorruptObjectError,
     IntegrityError,
@@ -35,15 +37,35 @@ from tests import helpers
 from tests.conftest import Backend
 
 
+@pytest.fixture(params=["whole", "journal"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The store's write mode: whole-document saves, or journal mode (deltas)."""
+    value: str = request.param
+    return value
+
+
+def kwargs(backend: Backend, prefix: str, mode: str, **extra: Any) -> dict[str, Any]:
+    """Store arguments for ``mode`` on ``backend``."""
+    return backend.store_kwargs(prefix, journal=mode == "journal", **extra)
+
+
 @pytest.fixture
-async def store(backend: Backend, prefix: str) -> AsyncIterator[AsyncS3SessionStore]:
+async def store(backend: Backend, prefix: str, mode: str) -> AsyncIterator[AsyncS3SessionStore]:
+    async with AsyncS3SessionStore(**kwargs(backend, prefix, mode)) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def whole_store(backend: Backend, prefix: str) -> AsyncIterator[AsyncS3SessionStore]:
+    """Whole-document mode only: for what the write mode does not touch (blob gc), where a
+    journal-mode run would only repeat the same requests at the cost of its clock waits."""
     async with AsyncS3SessionStore(**backend.store_kwargs(prefix)) as opened:
         yield opened
 
 
 @pytest.fixture
-async def v1_store(backend: Backend, prefix: str) -> AsyncIterator[AsyncS3SessionStore]:
-    async with AsyncS3SessionStore(**backend.store_kwargs(prefix, layout="v1")) as opened:
+async def v1_store(backend: Backend, prefix: str, mode: str) -> AsyncIterator[AsyncS3SessionStore]:
+    async with AsyncS3SessionStore(**kwargs(backend, prefix, mode, layout="v1")) as opened:
         yield opened
 
 
@@ -84,6 +106,34 @@ async def test_save_overwrites(store: AsyncS3SessionStore) -> None:
     assert loaded is not None
     assert len(loaded.messages) == 3
     assert loaded.updated_at == 1800000000
+
+
+async def test_second_save_layout(store: AsyncS3SessionStore, backend: Backend, mode: str) -> None:
+    first = helpers.session("s1", messages=1)
+    second = helpers.with_message(first, "more")
+    await store.save(first)
+    await store.save(second)
+    p = store.prefix
+    if mode == "whole":
+        # The document is rewritten whole, as the Rust store writes it.
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(second)
+        assert backend.raw_keys(f"{p}/journal/") == []
+    else:
+        # Journal mode: the document stays the first version; the change is one delta
+        # holding only the new message; compaction folds it into the document, byte for
+        # byte what whole-document mode writes, and deletes the delta.
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(first)
+        (delta_key,) = backend.raw_keys(f"{p}/journal/s1/")
+        assert delta_key.endswith(".000000000001.json")
+        raw = backend.raw_get(delta_key)
+        assert raw is not None
+        delta = json.loads(raw)
+        assert (delta["id"], delta["seq"], delta["keep"]) == ("s1", 1, 1)
+        assert delta["append"] == json.loads(codec.dumps(second))["messages"][1:]
+        assert await store.compact("s1") == 1
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(second)
+        assert backend.raw_keys(f"{p}/journal/") == []
+    assert await store.load("s1") == second
 
 
 async def test_exists_lifecycle(store: AsyncS3SessionStore) -> None:
@@ -141,13 +191,23 @@ async def test_key_layout_mirrors_the_rust_tree(
 
 
 async def test_v1_snapshot_keeps_members_on_fragment_saves(
-    v1_store: AsyncS3SessionStore, backend: Backend
+    v1_store: AsyncS3SessionStore, backend: Backend, mode: str
 ) -> None:
     snapshot = codec.loads(SessionSnapshotV1, helpers.fixture("session_snapshot_v1.json"))
     await v1_store.save_snapshot(snapshot)
     key = f"{v1_store.prefix}/v1/sessions/{encode_v1_id('sess-0001')}.json"
     assert backend.raw_get(key) == helpers.fixture("session_snapshot_v1.json")
     await v1_store.save_run_records("sess-0001", [])
+    if mode == "journal":
+        # Journal mode is for bare session documents: a session save over a snapshot is
+        # refused, naming the key, and the snapshot stays as it was.
+        stored = backend.raw_get(key)
+        with pytest.raises(ConfigurationError, match="v1 snapshots") as caught:
+            await v1_store.save(helpers.with_message(snapshot.session, "more"))
+        assert caught.value.key == key
+        assert backend.raw_get(key) == stored
+        assert backend.raw_keys(f"{v1_store.prefix}/v1/journal/") == []
+        return
     await v1_store.save(helpers.with_message(snapshot.session, "more"))
     await v1_store.save_artifacts("sess-0001", helpers.artifacts("x" * 5000))
     loaded = await v1_store.load_snapshot("sess-0001")
@@ -197,10 +257,11 @@ async def test_v1_layout_keys_and_listing(v1_store: AsyncS3SessionStore, backend
 
 
 async def test_delete_removes_session_and_sidecars_not_checkpoints(
-    store: AsyncS3SessionStore, backend: Backend
+    store: AsyncS3SessionStore, backend: Backend, mode: str
 ) -> None:
     sid = "s1"
     await store.save(helpers.session(sid))
+    await store.save(helpers.session(sid, messages=2))  # journal mode: a delta
     await store.save_artifacts(sid, helpers.artifacts("x" * 10_000, "small"))
     await store.save_trace_events(sid, helpers.trace_events())
     await store.save_run_records(sid, helpers.run_records())
@@ -208,10 +269,13 @@ async def test_delete_removes_session_and_sidecars_not_checkpoints(
     await store.save_subagent_tasks(sid, helpers.subagent_tasks())
     await store.save_loop_checkpoint("run-0001", helpers.loop_checkpoint())
     await store.save(helpers.session("s10"))  # prefix-boundary neighbour
+    p = store.prefix
+    deltas = backend.raw_keys(f"{p}/journal/")
+    assert len(deltas) == (1 if mode == "journal" else 0)
     before = requests(store)
     await store.delete(sid)
-    assert requests(store) - before == 2  # one listing, one DeleteObjects
-    p = store.prefix
+    # One listing (the artifacts; journal mode: the deltas too), one DeleteObjects.
+    assert requests(store) - before == (3 if mode == "journal" else 2)
     remaining = [k for k in backend.raw_keys(p + "/") if "/blobs/" not in k]
     assert remaining == [f"{p}/loop_checkpoints/run-0001.json", f"{p}/s10.json"]
     assert await store.load_artifacts(sid) is None
@@ -229,8 +293,10 @@ async def test_list(store: AsyncS3SessionStore) -> None:
     assert await store.list() == ["session-1", "session-2", "session-3"]
 
 
-async def test_list_paginates_one_request_per_page(backend: Backend, prefix: str) -> None:
-    async with AsyncS3SessionStore(**backend.store_kwargs(prefix, list_page_size=2)) as store:
+async def test_list_paginates_one_request_per_page(
+    backend: Backend, prefix: str, mode: str
+) -> None:
+    async with AsyncS3SessionStore(**kwargs(backend, prefix, mode, list_page_size=2)) as store:
         for i in range(5):
             await store.save(helpers.session(f"s{i}"))
         before = requests(store)
@@ -238,10 +304,10 @@ async def test_list_paginates_one_request_per_page(backend: Backend, prefix: str
         assert requests(store) - before == 3  # ceil(5 / 2)
 
 
-async def test_prefix_isolation(backend: Backend, prefix: str) -> None:
+async def test_prefix_isolation(backend: Backend, prefix: str, mode: str) -> None:
     async with (
-        AsyncS3SessionStore(**backend.store_kwargs(prefix + "/a")) as a,
-        AsyncS3SessionStore(**backend.store_kwargs(prefix + "/ab")) as ab,
+        AsyncS3SessionStore(**kwargs(backend, prefix + "/a", mode)) as a,
+        AsyncS3SessionStore(**kwargs(backend, prefix + "/ab", mode)) as ab,
     ):
         await a.save(helpers.session("one"))
         await ab.save(helpers.session("two"))
@@ -316,7 +382,7 @@ async def test_corrupt_objects_raise_typed_errors_naming_the_key(
     assert await store.load("healthy") is not None
 
 
-async def test_request_counts_per_operation(store: AsyncS3SessionStore) -> None:
+async def test_request_counts_per_operation(store: AsyncS3SessionStore, mode: str) -> None:
     data = helpers.session("s1")
     counts: dict[str, int] = {}
 
@@ -327,6 +393,8 @@ async def test_request_counts_per_operation(store: AsyncS3SessionStore) -> None:
 
     await count("save", lambda: store.save(data))
     await count("load", lambda: store.load("s1"))
+    await count("save (a change)", lambda: store.save(helpers.with_message(data, "more")))
+    await count("load (changed)", lambda: store.load("s1"))
     await count("exists", lambda: store.exists("s1"))
     await count("exists-ambiguous", lambda: store.exists("s_1"))
     await count("save_trace_events", lambda: store.save_trace_events("s1", helpers.trace_events()))
@@ -354,9 +422,11 @@ async def test_request_counts_per_operation(store: AsyncS3SessionStore) -> None:
     await count("delete_loop_checkpoint", lambda: store.delete_loop_checkpoint("r"))
     await count("list", lambda: store.list())
     await count("delete", lambda: store.delete("s1"))
-    assert counts == {
+    expected = {
         "save": 1,
         "load": 1,
+        "save (a change)": 1,
+        "load (changed)": 1,
         "exists": 1,
         "exists-ambiguous": 1,
         "save_trace_events": 1,
@@ -375,6 +445,25 @@ async def test_request_counts_per_operation(store: AsyncS3SessionStore) -> None:
         "list": 1,
         "delete": 2,
     }
+    if mode == "journal":
+        expected |= {
+            # The store's first write of a session reads its state first (LIST + GET: the
+            # incarnation and seq to append to), then creates the document.
+            "save": 3,
+            # The document, and one LIST of its incarnation's deltas (none yet).
+            "load": 2,
+            # A delta (create-only PUT) and the HEAD that confirms it.
+            "save (a change)": 2,
+            # GET + LIST + one GET per pending delta.
+            "load (changed)": 3,
+            # Trace events and run records are journaled too: their document and one LIST
+            # of their deltas (a first save creates the document: one PUT, as whole).
+            "load_trace_events": 2,
+            "load_run_records": 2,
+            # One more listing: the journal's deltas go in the same DeleteObjects.
+            "delete": 3,
+        }
+    assert counts == expected
 
 
 async def test_concurrent_saves_of_one_session(store: AsyncS3SessionStore) -> None:
@@ -508,8 +597,9 @@ async def test_fsck_clean_store(store: AsyncS3SessionStore) -> None:
 
 
 async def test_gc_removes_only_unreferenced_old_blobs(
-    store: AsyncS3SessionStore, backend: Backend
+    whole_store: AsyncS3SessionStore, backend: Backend
 ) -> None:
+    store = whole_store
     await store.save_artifacts("keep", helpers.artifacts("k" * 10_000))
     await store.save_artifacts("drop", helpers.artifacts("d" * 10_000))
     await store.delete("drop")  # manifest gone, blob stays
@@ -661,10 +751,12 @@ async def test_server_ignoring_conditions_is_caught() -> None:
 # -- leases ----------------------------------------------------------------------------------
 
 
-async def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: str) -> None:
+async def test_lease_takeover_fences_the_old_holder(
+    backend: Backend, prefix: str, mode: str
+) -> None:
     async with (
-        AsyncS3SessionStore(**backend.store_kwargs(prefix)) as first,
-        AsyncS3SessionStore(**backend.store_kwargs(prefix)) as second,
+        AsyncS3SessionStore(**kwargs(backend, prefix, mode)) as first,
+        AsyncS3SessionStore(**kwargs(backend, prefix, mode)) as second,
     ):
         await first.save(helpers.session("s1", messages=1))
         async with first.lease("s1", holder="worker-a", ttl=1.0, renew=False) as old:
@@ -696,6 +788,8 @@ async def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: st
 
 
 async def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> None:
+    # Whole-document mode only: renewals write the lease object alone, the same in both
+    # modes (a journal-mode write under a lease is covered by the takeover test above).
     async with (
         AsyncS3SessionStore(**backend.store_kwargs(prefix)) as first,
         AsyncS3SessionStore(**backend.store_kwargs(prefix)) as second,
@@ -731,17 +825,19 @@ async def _acquire_when_expired(store: AsyncS3SessionStore, id: str, *, holder: 
 # -- sync/async parity -------------------------------------------------------------------------
 
 
-async def test_store_shares_data_with_the_other_api(backend: Backend, prefix: str) -> None:
+async def test_store_shares_data_with_the_other_api(
+    backend: Backend, prefix: str, mode: str
+) -> None:
     from s3store import S3SessionStore
     from s3store._sync.store import S3SessionStore as Generated
 
     assert S3SessionStore is Generated
-    async with AsyncS3SessionStore(**backend.store_kwargs(prefix)) as store:
+    async with AsyncS3SessionStore(**kwargs(backend, prefix, mode)) as store:
         await store.save(helpers.session("parity"))
-    with S3SessionStore(**backend.store_kwargs(prefix)) as sync_store:
+    with S3SessionStore(**kwargs(backend, prefix, mode)) as sync_store:
         assert sync_store.load("parity") == helpers.session("parity")
         sync_store.save_trace_events("parity", helpers.trace_events())
-    async with AsyncS3SessionStore(**backend.store_kwargs(prefix)) as store:
+    async with AsyncS3SessionStore(**kwargs(backend, prefix, mode)) as store:
         assert await store.load_trace_events("parity") == helpers.trace_events()
 
 

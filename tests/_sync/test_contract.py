@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Awaitable, Callable
 from datetime import timedelta
 from functools import partial
@@ -18,6 +19,7 @@ from s3store._sync.lease import Lease
 from s3store._backends import gather_limited, sleep
 from s3store.errors import (
     AlreadyExistsError,
+    ConfigurationError,
     ConflictError,
     CorruptObjectError,
     IntegrityError,
@@ -36,15 +38,35 @@ from tests import helpers
 from tests.conftest import Backend
 
 
+@pytest.fixture(params=["whole", "journal"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The store's write mode: whole-document saves, or journal mode (deltas)."""
+    value: str = request.param
+    return value
+
+
+def kwargs(backend: Backend, prefix: str, mode: str, **extra: Any) -> dict[str, Any]:
+    """Store arguments for ``mode`` on ``backend``."""
+    return backend.store_kwargs(prefix, journal=mode == "journal", **extra)
+
+
 @pytest.fixture
-def store(backend: Backend, prefix: str) -> Iterator[S3SessionStore]:
+def store(backend: Backend, prefix: str, mode: str) -> Iterator[S3SessionStore]:
+    with S3SessionStore(**kwargs(backend, prefix, mode)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def whole_store(backend: Backend, prefix: str) -> Iterator[S3SessionStore]:
+    """Whole-document mode only: for what the write mode does not touch (blob gc), where a
+    journal-mode run would only repeat the same requests at the cost of its clock waits."""
     with S3SessionStore(**backend.store_kwargs(prefix)) as opened:
         yield opened
 
 
 @pytest.fixture
-def v1_store(backend: Backend, prefix: str) -> Iterator[S3SessionStore]:
-    with S3SessionStore(**backend.store_kwargs(prefix, layout="v1")) as opened:
+def v1_store(backend: Backend, prefix: str, mode: str) -> Iterator[S3SessionStore]:
+    with S3SessionStore(**kwargs(backend, prefix, mode, layout="v1")) as opened:
         yield opened
 
 
@@ -85,6 +107,34 @@ def test_save_overwrites(store: S3SessionStore) -> None:
     assert loaded is not None
     assert len(loaded.messages) == 3
     assert loaded.updated_at == 1800000000
+
+
+def test_second_save_layout(store: S3SessionStore, backend: Backend, mode: str) -> None:
+    first = helpers.session("s1", messages=1)
+    second = helpers.with_message(first, "more")
+    store.save(first)
+    store.save(second)
+    p = store.prefix
+    if mode == "whole":
+        # The document is rewritten whole, as the Rust store writes it.
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(second)
+        assert backend.raw_keys(f"{p}/journal/") == []
+    else:
+        # Journal mode: the document stays the first version; the change is one delta
+        # holding only the new message; compaction folds it into the document, byte for
+        # byte what whole-document mode writes, and deletes the delta.
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(first)
+        (delta_key,) = backend.raw_keys(f"{p}/journal/s1/")
+        assert delta_key.endswith(".000000000001.json")
+        raw = backend.raw_get(delta_key)
+        assert raw is not None
+        delta = json.loads(raw)
+        assert (delta["id"], delta["seq"], delta["keep"]) == ("s1", 1, 1)
+        assert delta["append"] == json.loads(codec.dumps(second))["messages"][1:]
+        assert store.compact("s1") == 1
+        assert backend.raw_get(f"{p}/s1.json") == codec.dumps(second)
+        assert backend.raw_keys(f"{p}/journal/") == []
+    assert store.load("s1") == second
 
 
 def test_exists_lifecycle(store: S3SessionStore) -> None:
@@ -142,13 +192,23 @@ def test_key_layout_mirrors_the_rust_tree(
 
 
 def test_v1_snapshot_keeps_members_on_fragment_saves(
-    v1_store: S3SessionStore, backend: Backend
+    v1_store: S3SessionStore, backend: Backend, mode: str
 ) -> None:
     snapshot = codec.loads(SessionSnapshotV1, helpers.fixture("session_snapshot_v1.json"))
     v1_store.save_snapshot(snapshot)
     key = f"{v1_store.prefix}/v1/sessions/{encode_v1_id('sess-0001')}.json"
     assert backend.raw_get(key) == helpers.fixture("session_snapshot_v1.json")
     v1_store.save_run_records("sess-0001", [])
+    if mode == "journal":
+        # Journal mode is for bare session documents: a session save over a snapshot is
+        # refused, naming the key, and the snapshot stays as it was.
+        stored = backend.raw_get(key)
+        with pytest.raises(ConfigurationError, match="v1 snapshots") as caught:
+            v1_store.save(helpers.with_message(snapshot.session, "more"))
+        assert caught.value.key == key
+        assert backend.raw_get(key) == stored
+        assert backend.raw_keys(f"{v1_store.prefix}/v1/journal/") == []
+        return
     v1_store.save(helpers.with_message(snapshot.session, "more"))
     v1_store.save_artifacts("sess-0001", helpers.artifacts("x" * 5000))
     loaded = v1_store.load_snapshot("sess-0001")
@@ -198,10 +258,11 @@ def test_v1_layout_keys_and_listing(v1_store: S3SessionStore, backend: Backend) 
 
 
 def test_delete_removes_session_and_sidecars_not_checkpoints(
-    store: S3SessionStore, backend: Backend
+    store: S3SessionStore, backend: Backend, mode: str
 ) -> None:
     sid = "s1"
     store.save(helpers.session(sid))
+    store.save(helpers.session(sid, messages=2))  # journal mode: a delta
     store.save_artifacts(sid, helpers.artifacts("x" * 10_000, "small"))
     store.save_trace_events(sid, helpers.trace_events())
     store.save_run_records(sid, helpers.run_records())
@@ -209,10 +270,13 @@ def test_delete_removes_session_and_sidecars_not_checkpoints(
     store.save_subagent_tasks(sid, helpers.subagent_tasks())
     store.save_loop_checkpoint("run-0001", helpers.loop_checkpoint())
     store.save(helpers.session("s10"))  # prefix-boundary neighbour
+    p = store.prefix
+    deltas = backend.raw_keys(f"{p}/journal/")
+    assert len(deltas) == (1 if mode == "journal" else 0)
     before = requests(store)
     store.delete(sid)
-    assert requests(store) - before == 2  # one listing, one DeleteObjects
-    p = store.prefix
+    # One listing (the artifacts; journal mode: the deltas too), one DeleteObjects.
+    assert requests(store) - before == (3 if mode == "journal" else 2)
     remaining = [k for k in backend.raw_keys(p + "/") if "/blobs/" not in k]
     assert remaining == [f"{p}/loop_checkpoints/run-0001.json", f"{p}/s10.json"]
     assert store.load_artifacts(sid) is None
@@ -230,8 +294,10 @@ def test_list(store: S3SessionStore) -> None:
     assert store.list() == ["session-1", "session-2", "session-3"]
 
 
-def test_list_paginates_one_request_per_page(backend: Backend, prefix: str) -> None:
-    with S3SessionStore(**backend.store_kwargs(prefix, list_page_size=2)) as store:
+def test_list_paginates_one_request_per_page(
+    backend: Backend, prefix: str, mode: str
+) -> None:
+    with S3SessionStore(**kwargs(backend, prefix, mode, list_page_size=2)) as store:
         for i in range(5):
             store.save(helpers.session(f"s{i}"))
         before = requests(store)
@@ -239,10 +305,10 @@ def test_list_paginates_one_request_per_page(backend: Backend, prefix: str) -> N
         assert requests(store) - before == 3  # ceil(5 / 2)
 
 
-def test_prefix_isolation(backend: Backend, prefix: str) -> None:
+def test_prefix_isolation(backend: Backend, prefix: str, mode: str) -> None:
     with (
-        S3SessionStore(**backend.store_kwargs(prefix + "/a")) as a,
-        S3SessionStore(**backend.store_kwargs(prefix + "/ab")) as ab,
+        S3SessionStore(**kwargs(backend, prefix + "/a", mode)) as a,
+        S3SessionStore(**kwargs(backend, prefix + "/ab", mode)) as ab,
     ):
         a.save(helpers.session("one"))
         ab.save(helpers.session("two"))
@@ -317,7 +383,7 @@ def test_corrupt_objects_raise_typed_errors_naming_the_key(
     assert store.load("healthy") is not None
 
 
-def test_request_counts_per_operation(store: S3SessionStore) -> None:
+def test_request_counts_per_operation(store: S3SessionStore, mode: str) -> None:
     data = helpers.session("s1")
     counts: dict[str, int] = {}
 
@@ -328,6 +394,8 @@ def test_request_counts_per_operation(store: S3SessionStore) -> None:
 
     count("save", lambda: store.save(data))
     count("load", lambda: store.load("s1"))
+    count("save (a change)", lambda: store.save(helpers.with_message(data, "more")))
+    count("load (changed)", lambda: store.load("s1"))
     count("exists", lambda: store.exists("s1"))
     count("exists-ambiguous", lambda: store.exists("s_1"))
     count("save_trace_events", lambda: store.save_trace_events("s1", helpers.trace_events()))
@@ -355,9 +423,11 @@ def test_request_counts_per_operation(store: S3SessionStore) -> None:
     count("delete_loop_checkpoint", lambda: store.delete_loop_checkpoint("r"))
     count("list", lambda: store.list())
     count("delete", lambda: store.delete("s1"))
-    assert counts == {
+    expected = {
         "save": 1,
         "load": 1,
+        "save (a change)": 1,
+        "load (changed)": 1,
         "exists": 1,
         "exists-ambiguous": 1,
         "save_trace_events": 1,
@@ -376,6 +446,25 @@ def test_request_counts_per_operation(store: S3SessionStore) -> None:
         "list": 1,
         "delete": 2,
     }
+    if mode == "journal":
+        expected |= {
+            # The store's first write of a session reads its state first (LIST + GET: the
+            # incarnation and seq to append to), then creates the document.
+            "save": 3,
+            # The document, and one LIST of its incarnation's deltas (none yet).
+            "load": 2,
+            # A delta (create-only PUT) and the HEAD that confirms it.
+            "save (a change)": 2,
+            # GET + LIST + one GET per pending delta.
+            "load (changed)": 3,
+            # Trace events and run records are journaled too: their document and one LIST
+            # of their deltas (a first save creates the document: one PUT, as whole).
+            "load_trace_events": 2,
+            "load_run_records": 2,
+            # One more listing: the journal's deltas go in the same DeleteObjects.
+            "delete": 3,
+        }
+    assert counts == expected
 
 
 def test_concurrent_saves_of_one_session(store: S3SessionStore) -> None:
@@ -509,8 +598,9 @@ def test_fsck_clean_store(store: S3SessionStore) -> None:
 
 
 def test_gc_removes_only_unreferenced_old_blobs(
-    store: S3SessionStore, backend: Backend
+    whole_store: S3SessionStore, backend: Backend
 ) -> None:
+    store = whole_store
     store.save_artifacts("keep", helpers.artifacts("k" * 10_000))
     store.save_artifacts("drop", helpers.artifacts("d" * 10_000))
     store.delete("drop")  # manifest gone, blob stays
@@ -662,10 +752,12 @@ def test_server_ignoring_conditions_is_caught() -> None:
 # -- leases ----------------------------------------------------------------------------------
 
 
-def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: str) -> None:
+def test_lease_takeover_fences_the_old_holder(
+    backend: Backend, prefix: str, mode: str
+) -> None:
     with (
-        S3SessionStore(**backend.store_kwargs(prefix)) as first,
-        S3SessionStore(**backend.store_kwargs(prefix)) as second,
+        S3SessionStore(**kwargs(backend, prefix, mode)) as first,
+        S3SessionStore(**kwargs(backend, prefix, mode)) as second,
     ):
         first.save(helpers.session("s1", messages=1))
         with first.lease("s1", holder="worker-a", ttl=1.0, renew=False) as old:
@@ -697,6 +789,8 @@ def test_lease_takeover_fences_the_old_holder(backend: Backend, prefix: str) -> 
 
 
 def test_lease_renewal_keeps_it_held(backend: Backend, prefix: str) -> None:
+    # Whole-document mode only: renewals write the lease object alone, the same in both
+    # modes (a journal-mode write under a lease is covered by the takeover test above).
     with (
         S3SessionStore(**backend.store_kwargs(prefix)) as first,
         S3SessionStore(**backend.store_kwargs(prefix)) as second,
@@ -732,17 +826,19 @@ def _acquire_when_expired(store: S3SessionStore, id: str, *, holder: str) -> Lea
 # -- sync/async parity -------------------------------------------------------------------------
 
 
-def test_store_shares_data_with_the_other_api(backend: Backend, prefix: str) -> None:
+def test_store_shares_data_with_the_other_api(
+    backend: Backend, prefix: str, mode: str
+) -> None:
     from s3store import S3SessionStore
     from s3store._sync.store import S3SessionStore as Generated
 
     assert S3SessionStore is Generated
-    with S3SessionStore(**backend.store_kwargs(prefix)) as store:
+    with S3SessionStore(**kwargs(backend, prefix, mode)) as store:
         store.save(helpers.session("parity"))
-    with S3SessionStore(**backend.store_kwargs(prefix)) as sync_store:
+    with S3SessionStore(**kwargs(backend, prefix, mode)) as sync_store:
         assert sync_store.load("parity") == helpers.session("parity")
         sync_store.save_trace_events("parity", helpers.trace_events())
-    with S3SessionStore(**backend.store_kwargs(prefix)) as store:
+    with S3SessionStore(**kwargs(backend, prefix, mode)) as store:
         assert store.load_trace_events("parity") == helpers.trace_events()
 
 

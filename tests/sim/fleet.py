@@ -34,8 +34,15 @@ from s3store.errors import (
     OutcomeUnknownError,
     StoreError,
 )
-from s3store.keys import Layout
-from s3store.models import ArtifactStore, Message, SessionData, SessionSnapshotV1, TraceEvent
+from s3store.keys import Layout, Part
+from s3store.models import (
+    ArtifactStore,
+    Message,
+    RunRecord,
+    SessionData,
+    SessionSnapshotV1,
+    TraceEvent,
+)
 from s3store.types import PutMode
 from tests.sim.vloop import VirtualTimeLoop
 from tests.sim.world import ACTOR, EPOCH, Faults, Process, SimClient, World
@@ -58,6 +65,10 @@ HOLDERS = ("pod-a", "pod-b", "pod-c")
 # snapshot), while any worker updates their session member (plain and under leases).
 SNAPSHOTS = ("snap-0", "snap-1")
 FRAGMENT_KINDS = ("traces", "artifacts")
+# Journal profiles: workers append marker trace events / run records to these sessions'
+# journaled sidecars (read, append one, save: a delta when the store knows the version).
+TRACED = ("traced-0", "traced-1")
+ARRAY_KINDS = ("traces", "runs")
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,9 @@ class Profile:
     gc: bool = True
     snapshots: bool = False
     journal: bool = False
-    """Workers use journal mode (deltas + compaction); leases stay whole-document."""
+    """Workers use journal mode (deltas + compaction), leased writers too."""
+    lease_weight: int = 3
+    """How often a worker picks a leased write (out of 18 with the default weights)."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -92,6 +105,15 @@ PROFILES: dict[str, Profile] = {
             layouts=("legacy", "v1"),
             journal=True,
             faults=Faults(fail_before=0.04, conflict_409=0.03, lost_answer=0.06, slow=0.05),
+        ),
+        # Journal leases under contention: takeovers while the old holder still writes
+        # (rare in "journal"), so a fenced-out holder's append is tried often.
+        Profile(
+            "journal-leases",
+            layouts=("legacy", "v1"),
+            journal=True,
+            faults=Faults(fail_before=0.04, conflict_409=0.03, lost_answer=0.06, slow=0.05),
+            lease_weight=12,
         ),
         Profile("no-conditional-delete", ignore_conditional_delete=True),
         Profile("ignores-conditions", ignore_conditions=True, gc=False),
@@ -134,6 +156,18 @@ CONTENTS = tuple(f"shared tool output #{n} " + "x" * (40 + n) for n in range(6))
 
 
 @dataclass
+class AppendOp:
+    """One read-append-save of a journaled sidecar: its marker element, what its writer was
+    told, and when it started (before the read) and was acknowledged (virtual seconds;
+    infinity while unknown: a killed or unknown write may still land)."""
+
+    marker: str
+    outcome: str = "unknown"
+    start: float = 0.0
+    end: float = float("inf")
+
+
+@dataclass
 class MarkerOutcome:
     """One change (a unique message text) and what its writer was told."""
 
@@ -159,7 +193,10 @@ class Fleet:
         self.markers: list[MarkerOutcome] = []
         # (session, fragment kind) -> [(marker, outcome)] in the order they were started.
         self.fragments: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        # (sidecar document key, id, kind) -> its journaled appends, in start order.
+        self.appends: dict[tuple[str, str, str], list[AppendOp]] = {}
         self.untyped: list[str] = []
+        self.lease_events: dict[str, int] = {}
         self.counter = 0
         self.stores: list[AsyncS3SessionStore] = []
 
@@ -187,6 +224,9 @@ class Fleet:
     def marker(self, who: str) -> str:
         self.counter += 1
         return f"mk-{who}-{self.counter}"
+
+    def bump(self, event: str) -> None:
+        self.lease_events[event] = self.lease_events.get(event, 0) + 1
 
     def note(self, marker: str, key: str, outcome: str) -> None:
         self.markers.append(MarkerOutcome(marker, key, outcome))
@@ -235,7 +275,8 @@ class Fleet:
     async def one_op(self, process: Process, store: AsyncS3SessionStore) -> None:
         who = process.name
         names = ["update", "scratch", "artifacts", "drop-artifacts", "sidecar", "lease", "read"]
-        weights = [5, 2, 4, 1, 1, 3, 2]
+        # Journal profiles append to journaled sidecars more often (read, append, save).
+        weights = [5, 2, 4, 1, 4 if self.profile.journal else 1, self.profile.lease_weight, 2]
         if self.profile.snapshots:
             names += ["fragment", "snap-update", "snap-lease", "snap-read"]
             weights += [8, 3, 2, 2]
@@ -254,6 +295,8 @@ class Fleet:
             elif choice == "drop-artifacts":
                 session = self.rng.choice(ARTIFACT_SESSIONS)
                 await self.guarded(who, "delete", lambda: store.delete(session))
+            elif choice == "sidecar" and self.profile.journal:
+                await self.op_append(who, store)
             elif choice == "sidecar":
                 session = self.rng.choice(LEDGERS)
                 event = TraceEvent.model_validate(_TRACE)
@@ -293,6 +336,90 @@ class Fleet:
             outcome = "failed"
         finally:
             self.note(marker, key, outcome)
+
+    async def op_append(self, who: str, store: AsyncS3SessionStore) -> None:
+        """Journal profiles: read a journaled sidecar, append one marker element, save it
+        (overwrite: a delta of one element when the store knows the version)."""
+        id, kind = self.rng.choice(TRACED), self.rng.choice(ARRAY_KINDS)
+        marker = self.marker(who)
+        key = store.layout.sidecar_key(Part(kind), id)
+        op = AppendOp(marker, start=asyncio.get_running_loop().time())
+        self.appends.setdefault((key, id, kind), []).append(op)
+        try:
+            if kind == "traces":
+                events = await self.guarded(
+                    who, "load_trace_events", partial(store.load_trace_events, id)
+                )
+                event = TraceEvent.model_validate({**_TRACE, "name": marker})
+                result = await self.guarded(
+                    who,
+                    "save_trace_events",
+                    lambda: store.save_trace_events(id, [*(events or []), event]),
+                )
+            else:
+                records = await self.guarded(
+                    who, "load_run_records", partial(store.load_run_records, id)
+                )
+                rec = _run_record(marker)
+                result = await self.guarded(
+                    who,
+                    "save_run_records",
+                    lambda: store.save_run_records(id, [*(records or []), rec]),
+                )
+            self.check_acked_sidecar(store, key, id, kind, result.etag)
+            op.outcome, op.end = "acked", asyncio.get_running_loop().time()
+        except OutcomeUnknownError:
+            op.outcome = "unknown"
+        except StoreError:
+            op.outcome = "failed"
+
+    def check_acked_sidecar(
+        self, store: AsyncS3SessionStore, key: str, id: str, kind: str, etag: str
+    ) -> None:
+        """Invariant 2a for a journaled sidecar: seq 0 is its document's write, every later
+        seq the create-only PUT of its delta."""
+        incarnation, _, seq = etag.removeprefix("j:").rpartition(".")
+        journal = store._journal
+        assert journal is not None
+        from s3store._async.journal import ARRAY_KINDS as JOURNALED
+
+        target = (
+            journal.delta_key(id, incarnation, int(seq), JOURNALED[Part(kind)]) if int(seq) else key
+        )
+        if not etag.startswith("j:") or not self.world.checker.applied.get(target):
+            self.world.checker.fail(
+                "inv2-acked-writes-applied", f"journal write {etag} to {key}, never applied"
+            )
+
+    def check_appends(self) -> None:
+        """Invariants 2 and 3 for journaled sidecar appends: an acknowledged element is in the
+        final array unless a concurrent read-append-save (one that read before it was
+        acknowledged and wrote after it started) replaced the array; never twice; a failed
+        one never."""
+        checker = self.world.checker
+        for (key, _id, kind), ops in self.appends.items():
+            got = self.backend.get(BUCKET, key)
+            items = json.loads(got.body) if got is not None else []
+            found = [_marker_of(kind, item) for item in items]
+            for op in ops:
+                count = found.count(op.marker)
+                if count > 1:
+                    checker.fail("inv3-applied-once", f"{op.marker} applied {count}x in {key}")
+                elif op.outcome == "failed" and count:
+                    checker.fail("inv3-applied-once", f"{op.marker} failed but is in {key}")
+                elif op.outcome == "acked" and not count:
+                    replaced = any(
+                        other is not op
+                        and other.outcome != "failed"
+                        and other.start < op.end
+                        and other.end > op.start
+                        for other in ops
+                    )
+                    if not replaced:
+                        checker.fail(
+                            "inv2-no-lost-acknowledged-write",
+                            f"{op.marker} acked, gone from {key} with no concurrent writer",
+                        )
 
     async def op_fragment(self, process: Process, store: AsyncS3SessionStore) -> None:
         """Save this worker's fragment member of its snapshot (a unique marker in it)."""
@@ -391,12 +518,10 @@ class Fleet:
         holder = self.rng.choice(HOLDERS)
         key = store.layout.session_key(id)
         writes = self.rng.randint(1, 3)
-        if store._journal is not None:
-            # Leased sessions are whole-document sessions (journal mode refuses leases).
-            store = self.store_for(process, store.layout.name, journal=False)
         try:
             async with store.lease(id, holder=holder, ttl=TTL) as lease:
                 self.world.checker.acquired(key, lease.epoch)
+                self.bump("leases acquired")
                 for _ in range(writes):
                     marker = self.marker(who)
                     outcome = "unknown"
@@ -412,6 +537,7 @@ class Fleet:
                         outcome = "unknown"
                     except (LeaseLostError, LeaseHeldError):
                         outcome = "failed"
+                        self.bump("leased writes refused (lease lost)")
                         raise
                     except StoreError:
                         outcome = "failed"
@@ -468,7 +594,7 @@ class Fleet:
                 journal=True,
                 **_sim_settings(),
             )
-            for id in (*LEDGERS, *SCRATCH):
+            for id in (*LEDGERS, *SCRATCH, *LEASED):
                 try:
                     before = await quiet.load(id)
                     await quiet.compact(id)
@@ -480,6 +606,25 @@ class Fleet:
                     self.world.checker.fail(
                         "inv7-journal-compacts", f"{layout} {id}: folded document differs"
                     )
+            for id in TRACED:
+                for kind in ARRAY_KINDS:
+                    try:
+                        loaded: Any = await (
+                            quiet.load_trace_events(id)
+                            if kind == "traces"
+                            else quiet.load_run_records(id)
+                        )
+                        await quiet.compact(id, document=kind)  # type: ignore[arg-type]
+                    except StoreError as exc:
+                        self.world.checker.fail(
+                            "inv7-journal-compacts", f"{layout} {id} {kind}: {exc}"
+                        )
+                        continue
+                    got = self.backend.get(BUCKET, quiet.layout.sidecar_key(Part(kind), id))
+                    if loaded is not None and (got is None or got.body != codec.dumps(loaded)):
+                        self.world.checker.fail(
+                            "inv7-journal-compacts", f"{layout} {id} {kind}: folded array differs"
+                        )
 
     def check_acked(self, key: str, etag: str) -> None:
         """Invariant 2a: an acknowledged write was applied (the ack is not a guess)."""
@@ -528,6 +673,7 @@ class Fleet:
                     f"{m.marker} reported failed (not unknown) but applied {count}x in {m.key}",
                 )
         self.check_fragments()
+        self.check_appends()
         # Invariant 7: fsck from a fresh process, on a quiet network, finds nothing.
         for layout in self.profile.layouts:
             quiet = AsyncS3SessionStore(
@@ -653,8 +799,16 @@ def _stats(world: World, fleet: Fleet) -> dict[str, int]:
             bump(f"nemesis {step.op}")
         if "answer lost" in step.outcome:
             bump("answers lost")
+        if step.op == "PutObject" and step.outcome.startswith("ok") and "/journal/" in step.key:
+            sidecar = step.key.rsplit("/", 2)[-2] in ARRAY_KINDS
+            bump("sidecar deltas written" if sidecar else "session deltas written")
+    for ops in fleet.appends.values():
+        for op in ops:
+            bump(f"sidecar appends {op.outcome}")
     for marker in fleet.markers:
         bump(f"changes {marker.outcome}")
+    for event, count in fleet.lease_events.items():
+        counts[event] = counts.get(event, 0) + count
     return counts
 
 
@@ -674,8 +828,15 @@ async def _play(fleet: Fleet) -> None:
         background.append(
             _spawn("gc", fleet.gc_actor(gc_process, fleet.rng.choice(profile.layouts), done))
         )
-    await asyncio.gather(*workers, return_exceptions=True)
-    await asyncio.gather(*background, return_exceptions=True)
+    ended = await asyncio.gather(*workers, return_exceptions=True)
+    ended += await asyncio.gather(*background, return_exceptions=True)
+    for outcome in ended:
+        # An actor that died of anything but a cancellation stopped exercising the store
+        # (a bad fixture once killed every worker that saved trace events, silently).
+        if isinstance(outcome, Exception):
+            fleet.world.checker.fail(
+                "inv6-typed-errors", f"an actor died: {type(outcome).__name__}: {outcome!r:.300}"
+            )
     # Let every request still on the wire land (or be refused as too old).
     await asyncio.sleep(profile.faults.max_request_age + 1)
     for process in processes:
@@ -699,11 +860,28 @@ _FIXTURE = (
 ).read_bytes()
 _TRACE: dict[str, Any] = {
     "schema": "a3s.trace_event.v1",
-    "kind": "tool",
+    "kind": "tool_execution",
     "name": "bash",
     "success": True,
     "exit_code": 0,
     "duration_ms": 3,
     "output_bytes": 10,
 }
+_RUN = json.loads(
+    (
+        __import__("pathlib").Path(__file__).parent.parent / "fixtures" / "run_records.json"
+    ).read_bytes()
+)[0]
+
+
+def _marker_of(kind: str, item: Any) -> Any:
+    """The marker of a stored trace event (its name) or run record (its snapshot id)."""
+    return item.get("name") if kind == "traces" else item.get("snapshot", {}).get("id")
+
+
+def _run_record(marker: str) -> RunRecord:
+    """A run record told apart by its snapshot id."""
+    return RunRecord.model_validate({**_RUN, "snapshot": {**_RUN["snapshot"], "id": marker}})
+
+
 _ = EPOCH

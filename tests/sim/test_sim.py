@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from s3store._async import lease as lease_module
 from s3store._async import store as store_module
 from s3store.errors import OutcomeUnknownError, PreconditionFailedError
 from tests.sim.fleet import PROFILES, Result, run_seed
@@ -133,3 +134,16 @@ def test_finds_conditions_sent_to_a_server_that_ignores_them(
 
     monkeypatch.setattr(store_module.AsyncS3SessionStore, "_require_conditional_delete", no_check)
     assert _first_violation("no-conditional-delete", "inv5-condition-ignored")
+
+
+def test_finds_a_journal_lease_holder_appending_past_a_newer_fence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Journal leases: append under the lease without checking that the state before the
+    # delta carries this acquisition's fence (a fenced-out holder re-reads after its seq
+    # was taken, and writes on top of the newer holder's fence).
+    async def no_check(self: Any, fence: Any, cause: BaseException) -> None:
+        return None
+
+    monkeypatch.setattr(lease_module.AsyncLease, "_refuse_journal", no_check)
+    assert _first_violation("journal-leases", "inv4-fenced-holder-refused")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from s3store import cas
+from s3store._async import journal
 from s3store._memory import MemoryBackend
 from s3store.errors import (
     AccessDeniedError,
@@ -308,14 +309,23 @@ class SimClient:
         )
 
     async def get(
-        self, key: str, *, max_bytes: int | None = None, range_end: int | None = None
+        self,
+        key: str,
+        *,
+        max_bytes: int | None = None,
+        range_end: int | None = None,
+        if_none_match: str | None = None,
     ) -> GetResult | None:
         result: GetResult | None = await self._send(
-            "GetObject", key, lambda: self.backend.get(self.bucket, key)
+            "GetObject",
+            key,
+            lambda: self.backend.get(self.bucket, key, if_none_match=if_none_match),
         )
-        if result is not None and range_end is not None:
+        if result is None or result.not_modified:
+            return result
+        if range_end is not None:
             return GetResult(body=result.body[:range_end], info=result.info)
-        if result is not None and max_bytes is not None and result.info.size > max_bytes:
+        if max_bytes is not None and result.info.size > max_bytes:
             raise DocumentTooLargeError("object too large", bucket=self.bucket, key=key)
         return result
 
@@ -511,6 +521,8 @@ class Checker:
             self._manifest_written(key, body)
         elif _LEASE_DIR in key:
             self._lease_written(key, body)
+        elif "/journal/" in key:
+            self._delta_written(key)
         elif key.endswith(".json"):
             self._document_written(key, body)
 
@@ -572,6 +584,11 @@ class Checker:
         floor = self.fenced.get(key)
         if floor is None:
             return
+        info = self.world.backend.head(self.world.bucket, key)
+        if info is not None and journal.JOURNAL_META in info.metadata:
+            _, folded = journal._incarnation_of(info)
+            if folded:
+                return  # a compaction: the same state, its deltas were judged as they landed
         try:
             document = json.loads(body)
             if isinstance(document, dict) and isinstance(document.get("session"), dict):
@@ -585,6 +602,46 @@ class Checker:
                 "inv4-fenced-holder-refused",
                 f"write of epoch {epoch} ({fence.get('holder')}) to {key} accepted after the "
                 f"takeover at epoch {floor} completed",
+            )
+
+    def _delta_written(self, key: str) -> None:
+        """Journal mode: the fence of the state a delta produces, if that delta is now part
+        of the session (its incarnation's chain, contiguous after the folded document)."""
+        directory, _, name = key.rpartition("/")
+        base, _, safe_id = directory.rpartition("/journal/")
+        if "/" in safe_id:
+            return  # a sidecar's delta (journal/<id>/traces/…): sidecars carry no fence
+        incarnation, _, rest = name.partition(".")
+        seq_text = rest.removesuffix(".json")
+        if not seq_text.isdigit():
+            return
+        seq = int(seq_text)
+        where = f"{base}/sessions" if base.endswith("/v1") else base
+        session_key = f"{where}/{safe_id}.json"
+        floor = self.fenced.get(session_key)
+        if floor is None:
+            return
+        backend, bucket = self.world.backend, self.world.bucket
+        doc = backend.get(bucket, session_key)
+        if doc is None:
+            return  # void: the writer's confirming HEAD deletes it
+        inc, folded = journal._incarnation_of(doc.info)
+        if inc != incarnation or folded >= seq:
+            return  # void as well (another incarnation, or a folded seq re-created)
+        tree: Any = json.loads(doc.body)
+        for n in range(folded + 1, seq + 1):
+            got = backend.get(bucket, f"{directory}/{inc}.{n:012d}.json")
+            if got is None:
+                return  # a gap: not (yet) part of the session
+            tree = journal._apply(tree, json.loads(got.body), key)
+        fence = tree.get("s3store_fence") if isinstance(tree, dict) else None
+        epoch = int(fence.get("epoch", 0)) if isinstance(fence, dict) else 0
+        if epoch < floor:
+            holder = fence.get("holder") if isinstance(fence, dict) else None
+            self.fail(
+                "inv4-fenced-holder-refused",
+                f"journal delta {key} of epoch {epoch} ({holder}) appended after the takeover "
+                f"at epoch {floor} completed",
             )
 
     def acquired(self, session_key: str, epoch: int) -> None:
