@@ -64,13 +64,17 @@ ORIGINAL: dict[str, tuple[float, float]] = {
 }
 
 
-def session_bytes(target: int) -> bytes:
-    """Canonical (codec-written) bytes of a session of about ``target`` bytes."""
+def session_bytes(target: int, *, older: bool = False) -> bytes:
+    """Canonical (codec-written) bytes of a session of about ``target`` bytes.
+
+    ``older``: as an older a3s-code writes it, without the top-level ``cost_records`` and
+    ``tasks`` (their absence is recorded and kept, so these take the shape-recording path).
+    """
     # 2,000 messages are about 5.0 MB; scale linearly, then trim to the closest count.
     per_message = 2500
     messages = max(2, round(target / per_message))
     for _ in range(6):
-        raw = codec.dumps(codec.loads(SessionData, _plain(messages)))
+        raw = codec.dumps(codec.loads(SessionData, _plain(messages, older=older)))
         ratio = target / len(raw)
         if 0.97 < ratio < 1.03:
             break
@@ -78,8 +82,12 @@ def session_bytes(target: int) -> bytes:
     return raw
 
 
-def _plain(messages: int) -> bytes:
-    return json.dumps(build_session(messages), indent=2, ensure_ascii=False).encode()
+def _plain(messages: int, *, older: bool = False) -> bytes:
+    document = build_session(messages)
+    if older:
+        for key in ("cost_records", "tasks"):
+            document.pop(key, None)
+    return json.dumps(document, indent=2, ensure_ascii=False).encode()
 
 
 def _time(
@@ -128,12 +136,14 @@ def measure(
     return out
 
 
-def run(repeats: int = 7, min_time: float = 0.2, clock: str = "wall") -> dict[str, Any]:
+def run(
+    repeats: int = 7, min_time: float = 0.2, clock: str = "wall", older: bool = False
+) -> dict[str, Any]:
     """Measure every size; returns ``{"sizes": [...], "table": str}``."""
     timer = time.process_time if clock == "cpu" else time.perf_counter
     rows: list[dict[str, Any]] = []
     for label, target in SIZES:
-        raw = session_bytes(target)
+        raw = session_bytes(target, older=older)
         seconds = measure(raw, repeats, min_time, timer)
         rows.append({"label": label, "bytes": len(raw), "seconds": seconds})
     return {"sizes": rows, "table": render(rows, ratios=clock == "cpu"), "clock": clock}
@@ -194,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall", help="cpu: process_time + ratios"
     )
+    parser.add_argument(
+        "--older",
+        action="store_true",
+        help="sessions as an older a3s-code writes them (no cost_records, tasks)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.repeats, args.min_time, args.clock)
+    result = run(args.repeats, args.min_time, args.clock, args.older)
     print(result["table"])
     if args.json is not None:
         args.json.write_text(json.dumps(result["sizes"], indent=2))

@@ -13,8 +13,21 @@ that mimics servers which silently drop conditional headers).
 
 from __future__ import annotations
 
-from s3store._async.client import AsyncMemoryObjectClient
+from typing import TYPE_CHECKING, Any
+
 from s3store._memory import MemoryBackend
 from s3store._sync.client import MemoryObjectClient
 
 __all__ = ["AsyncMemoryObjectClient", "MemoryBackend", "MemoryObjectClient"]
+
+if TYPE_CHECKING:
+    from s3store._async.client import AsyncMemoryObjectClient
+else:
+
+    def __getattr__(name: str) -> Any:
+        # The async client loads asyncio: a sync-only test suite should not pay for it.
+        if name == "AsyncMemoryObjectClient":
+            from s3store._async.client import AsyncMemoryObjectClient
+
+            return AsyncMemoryObjectClient
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -357,12 +357,12 @@ def test_show_never_prints_terminal_escapes(env: dict[str, str], cli: InProcess)
 
 
 def test_demo_on_a_configured_endpoint_removes_only_the_bucket_it_created(
-    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, cli: InProcess
+    moto_endpoint: str,
 ) -> None:
     from s3store.demo import DEMO_BUCKET
 
-    monkeypatch.delenv("S3STORE_URL", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    env = {k: v for k, v in os.environ.items() if k != "S3STORE_URL"}
+    env["AWS_ENDPOINT_URL"] = moto_endpoint
     raw = raw_client(moto_endpoint)
 
     def buckets() -> set[str]:
@@ -370,12 +370,12 @@ def test_demo_on_a_configured_endpoint_removes_only_the_bucket_it_created(
 
     if DEMO_BUCKET in buckets():
         raw.delete_bucket(Bucket=DEMO_BUCKET)
-    out, _ = cli("demo")
+    out = run("demo", env=env).stdout  # the real entry point, in a fresh process
     assert f"removed the bucket {DEMO_BUCKET} this demo created" in out
     assert DEMO_BUCKET not in buckets()
 
     raw.create_bucket(Bucket=DEMO_BUCKET)  # someone's bucket: the demo must keep it
-    out, _ = cli("demo")
+    out = run("demo", env=env).stdout
     assert "removed the bucket" not in out
     assert DEMO_BUCKET in buckets()
     assert raw.list_objects_v2(Bucket=DEMO_BUCKET).get("KeyCount", 0) == 0

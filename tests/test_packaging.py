@@ -82,7 +82,7 @@ def test_lowest_constraints_pin_every_lower_bound() -> None:
             name, _, version = line.partition("==")
             pins[_name(name)] = version.strip()
     specs = list(project["dependencies"])
-    for extra in ("async", "server", "encryption"):
+    for extra in ("async", "server", "encryption", "obstore"):
         specs += project["optional-dependencies"][extra]
     for spec in specs:
         lower = re.search(r">=\s*([\w.]+)", spec)
@@ -100,6 +100,23 @@ def test_import_pulls_no_test_server_and_no_sdk() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in"
         " {'moto', 'flask', 'werkzeug', 'aioboto3', 'aiobotocore', 'cryptography'})\n"
         "print(bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_sync_store_never_imports_asyncio() -> None:
+    """A sync-only process (a Lambda handler, the CLI) does not pay asyncio's import."""
+    code = (
+        "import sys\n"
+        "from s3store import S3SessionStore, SessionData\n"
+        "from s3store.testing import MemoryObjectClient\n"
+        "store = S3SessionStore(bucket='b', client=MemoryObjectClient('b'))\n"
+        "store.save(SessionData.new('s1'))\n"
+        "assert store.load('s1') is not None\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'asyncio', 'obstore'}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
