@@ -930,43 +930,33 @@ def _without_prebuilt(classes: set[type], build: Callable[[], Any]) -> Any:
 
 
 def _fast_validator(tp: Any) -> SchemaValidator | None:
-    try:
-        return _fast_validators[tp]
-    except KeyError:
-        pass
-    except TypeError:  # unhashable type expression
-        return None
-    with _build_lock:
-        if tp not in _fast_validators:
-            validator: SchemaValidator | None
-            try:
-                schema, classes = _core_schema(tp)
-                fast = _fast_validation_schema(schema)
-                validator = _without_prebuilt(classes, lambda: SchemaValidator(fast))
-            except Exception:  # pragma: no cover - the recording path still works
-                validator = None
-            _fast_validators[tp] = validator
-    return _fast_validators[tp]
+    return _validator(tp, shaped=False)
 
 
 def _shaped_validator(tp: Any) -> SchemaValidator | None:
+    return _validator(tp, shaped=True)
+
+
+def _validator(tp: Any, *, shaped: bool) -> SchemaValidator | None:
+    """The fast (unknown keys refused) or shaped validator of ``tp``, built once."""
+    cache = _shaped_validators if shaped else _fast_validators
     try:
-        return _shaped_validators[tp]
+        return cache[tp]
     except KeyError:
         pass
     except TypeError:  # unhashable type expression
         return None
     with _build_lock:
-        if tp not in _shaped_validators:
+        if tp not in cache:
             validator: SchemaValidator | None
             try:
                 schema, classes = _core_schema(tp)
-                fast = _fast_validation_schema(schema, shaped=True)
+                fast = _fast_validation_schema(schema, shaped=shaped)
                 validator = _without_prebuilt(classes, lambda: SchemaValidator(fast))
             except Exception:  # pragma: no cover - the recording path still works
                 validator = None
-            _shaped_validators[tp] = validator
-    return _shaped_validators[tp]
+            cache[tp] = validator
+    return cache[tp]
 
 
 def _fast_serializer(tp: Any) -> SchemaSerializer | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,13 @@ def subagent_tasks() -> list[SubagentTaskSnapshot]:
 def loop_checkpoint(run_id: str = "run-0001") -> LoopCheckpoint:
     loaded = codec.loads(LoopCheckpoint, fixture("loop_checkpoint.json"))
     return loaded.model_copy(update={"run_id": run_id})
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (checked every 10 ms); AssertionError after
+    ``within`` seconds. For state that background tasks (renewals, periodic calls) reach
+    without an event to wait on."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not reached in {within} s"
+        await asyncio.sleep(0.01)

@@ -292,11 +292,7 @@ async def test_background_renewal_keeps_going_after_a_transient_error(
     store = _store(memory, client=client)
     async with store.lease("s1", holder="a", ttl=0.3) as lease:
         client.faults.append(("leases/", "before", TransientError("reset", code="InternalError")))
-        for _ in range(200):
-            if lease.renewals >= 3:
-                break
-            await asyncio.sleep(0.02)
-        assert lease.renewals >= 3
+        await helpers.eventually(lambda: lease.renewals >= 3)
         assert lease._renewer is not None
         assert lease._renewer.failures == 1
         assert lease._renewer.error is None
@@ -315,10 +311,7 @@ async def test_periodic_stops_only_on_fatal_errors_or_after_give_up() -> None:
 
     periodic = AsyncPeriodic(flaky, 0.01, fatal=(LeaseLostError,))
     periodic.start()
-    for _ in range(200):
-        if periodic.stopped:
-            break
-        await asyncio.sleep(0.01)
+    await helpers.eventually(lambda: periodic.stopped)
     assert len(calls) == 5
     assert periodic.failures == 2
     assert isinstance(periodic.error, LeaseLostError)
@@ -328,10 +321,7 @@ async def test_periodic_stops_only_on_fatal_errors_or_after_give_up() -> None:
 
     giving_up = AsyncPeriodic(always, 0.01, give_up_after=0.05)
     giving_up.start()
-    for _ in range(200):
-        if giving_up.stopped:
-            break
-        await asyncio.sleep(0.01)
+    await helpers.eventually(lambda: giving_up.stopped)
     assert isinstance(giving_up.error, TransientError)
     assert giving_up.failures >= 3
 
@@ -363,11 +353,9 @@ async def test_lease_expired_by_failing_renewals_is_lost(memory: MemoryBackend) 
         ("leases/", "before", TransientError("down", code="InternalError")) for _ in range(100)
     )
     lease.start_renewing()
-    for _ in range(200):
-        assert lease._renewer is not None
-        if lease._renewer.stopped:
-            break
-        await asyncio.sleep(0.02)
+    renewer = lease._renewer
+    assert renewer is not None
+    await helpers.eventually(lambda: renewer.stopped)
     with pytest.raises(LeaseLostError, match="renewal failed"):
         await store.save(helpers.session("s1"), lease=lease)
     client.faults.clear()
@@ -394,11 +382,8 @@ async def test_release_waits_for_a_renewal_in_flight(memory: MemoryBackend) -> N
     client.gate = asyncio.Event()
     client.gate_key = "leases/"
     lease.start_renewing()
-    for _ in range(200):
-        if "applied p/leases/s1.json" in client.events:
-            break
-        await asyncio.sleep(0.01)
-    assert "applied p/leases/s1.json" in client.events  # the renewal is on the wire
+    # The renewal is on the wire.
+    await helpers.eventually(lambda: "applied p/leases/s1.json" in client.events)
     client.gate_key = "never"
     release = asyncio.ensure_future(lease.release())
     # Nothing here waits on a timer: letting every ready task run is enough for release()
