@@ -73,10 +73,12 @@ DEPS_JOBS ?=
 test-deps:
 	bash .ci/test-deps.sh $(DEPS_JOBS)
 
-# The fleet simulator over more seeds than `make test` runs (SEEDS per profile).
+# The fleet simulator over more seeds than `make test` runs (SEEDS per profile), with the
+# stores on SimClient (botocore's retries) and on the real obstore client over a fake of its
+# Rust layer (tests/sim/obstore_wire.py).
 SEEDS ?= 500
 sim: install
-	$(BIN)/python -m tests.sim --seeds $(SEEDS) --keep-going
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --transport all --keep-going
 
 # Every scenario, both servers, 3 repeats; BENCH_ARGS="--quick" for a smoke run.
 bench: install

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from s3store._gc import GcPaused
+
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
@@ -168,7 +170,10 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 's3store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    # The first name loads pydantic, the models and a store: about a hundred classes, and
+    # collections that free nothing (bench/cold_start.py; see s3store/_gc.py).
+    with GcPaused():
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -351,6 +351,9 @@ class AsyncObstoreObjectClient:
         self._uploads: dict[str, dict[int, bytes]] = {}
         self._clock: tuple[datetime, float] | None = None
         self._clock_lock = asyncio.Lock()
+        # How the Date of the presigned HEAD is fetched: an attribute, so the fleet simulator
+        # (tests/sim) can send it over its simulated wire instead of a real socket.
+        self._read_date: Callable[[str, float], Awaitable[datetime | None]] = _read_date
         self.max_in_flight = settings.max_concurrency
         """Requests the store lets through this client at once (see AsyncCountingClient)."""
 
@@ -414,7 +417,7 @@ class AsyncObstoreObjectClient:
         except Exception:
             return
         started = time.monotonic()
-        date = await asyncio.to_thread(_date_header, url, self._settings.read_timeout)
+        date = await self._read_date(url, self._settings.read_timeout)
         if date is not None:
             self._clock = (date, started)
 
@@ -713,6 +716,11 @@ class AsyncObstoreObjectClient:
     async def close(self) -> None:
         # docstring inherited
         self._uploads.clear()
+
+
+async def _read_date(url: str, read_timeout: float) -> datetime | None:
+    # urllib blocks: off the event loop.
+    return await asyncio.to_thread(_date_header, url, read_timeout)
 
 
 def _date_header(url: str, timeout: float) -> datetime | None:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import gc
 import json
 import re
 import threading
@@ -63,6 +62,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator
 
 from s3store._floatfmt import format_f32, format_f64
+from s3store._gc import GcPaused
 from s3store.errors import DocumentError, DocumentTooLargeError
 from s3store.models import (
     _SHAPES,
@@ -596,19 +596,13 @@ def loads(
     # (bench/transport.py) fell from 7.9 to 5.1 ms of client CPU at concurrency 1 and from
     # 7.2 to 4.7 ms at 16; at 22 KiB no gain showed. Only if it was on; threads racing here
     # at worst re-enable it early.
-    paused = len(raw) >= _GC_PAUSE_BYTES and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    with GcPaused(len(raw) >= _GC_PAUSE_BYTES):
         fast = _load_fast(tp, raw)
         if fast is not _MISS:
             return fast
         if not raw.strip():
             raise DocumentError(f"{what}empty document", source=source, errors=[("", "empty")])
         return _validate(tp, _parse(raw, what, source), what, source)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def from_value(tp: Any, doc: Any, *, source: str | None = None) -> Any:
@@ -1483,17 +1477,12 @@ def _orjson_dump_impl(obj: Any, option: int) -> bytes | None:
         return None
     # The plain copy is one container per model: a 5 MB session allocates enough of them
     # to set off full collections, which then walk every live object.
-    paused = _many_items(obj) and gc.isenabled()
-    if paused:
-        gc.disable()
     try:
-        out: bytes = orjson.dumps(_to_plain(obj), option=option | _PASSTHROUGH_TYPES)
+        with GcPaused(_many_items(obj)):
+            out: bytes = orjson.dumps(_to_plain(obj), option=option | _PASSTHROUGH_TYPES)
     except (_Decline, DocumentError, TypeError):
         # TypeError covers orjson.JSONEncodeError.
         return None
-    finally:
-        if paused:
-            gc.enable()
     # "+" alone: a one-byte search is a memchr, "e+" a slow scan of text full of "e".
     if b"+" in out and _E_PLUS.search(out) is not None:
         return None

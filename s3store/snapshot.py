@@ -29,12 +29,15 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from s3store import codec
+from s3store import codec, models
 from s3store.cas import BlobRef, blake3_hex
 from s3store.errors import DocumentError
-from s3store.models import ArtifactStore, SessionSnapshotV1, ToolArtifact
+from s3store.models import ArtifactStore, ToolArtifact
+
+if TYPE_CHECKING:
+    from s3store.models import SessionSnapshotV1
 
 SNAPSHOT_DIGEST_DOMAIN = b"a3s.code.session-store-snapshot.identity.v1"
 DIGEST_METADATA = "s3store-snapshot-digest"
@@ -196,7 +199,7 @@ def parse_stored(tree: Any, *, source: str) -> StoredSnapshot:
                 path = f"artifacts.{index}.content"
                 refs[index] = BlobRef.from_json(artifact["content"], source=source, path=path)
                 artifact["content"] = ""
-    snapshot: SessionSnapshotV1 = codec.from_value(SessionSnapshotV1, tree, source=source)
+    snapshot: SessionSnapshotV1 = codec.from_value(models.SessionSnapshotV1, tree, source=source)
     ensure_loadable(snapshot, source=source)
     return StoredSnapshot(snapshot, refs)
 

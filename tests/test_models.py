@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from s3store import codec, models
+from s3store import _run_models, codec, models
 from s3store.errors import DocumentError as DocumentErrorType
 from s3store.models import (
     ArtifactStore,
@@ -74,14 +76,30 @@ def _session() -> SessionData:
 def test_all_is_complete() -> None:
     public = {
         name
-        for name, value in vars(models).items()
+        for module in (models, _run_models)
+        for name, value in vars(module).items()
         if not name.startswith("_")
-        and getattr(value, "__module__", None) == models.__name__
+        and getattr(value, "__module__", None) == module.__name__
         and isinstance(value, type)
     }
     assert public <= set(models.__all__)
     for name in models.__all__:
         assert hasattr(models, name), name
+
+
+def test_run_models_are_defined_on_first_use_only() -> None:
+    # A fresh interpreter: this process has long since loaded them.
+    script = (
+        "import sys, gc, s3store\n"
+        "s3store.S3SessionStore, s3store.AsyncS3SessionStore, s3store.SessionData\n"
+        "assert 's3store._run_models' not in sys.modules, 'loaded by the stores'\n"
+        "assert gc.isenabled(), 'collector left paused'\n"
+        "from s3store.models import RunRecord, AgentEvent, SessionSnapshotV1\n"
+        "from s3store import RunRecord as Again\n"
+        "assert Again is RunRecord and 's3store._run_models' in sys.modules\n"
+        "assert gc.isenabled()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
 def test_python_built_session_writes_newest_shape() -> None:
@@ -405,9 +423,11 @@ def test_enum_spellings() -> None:
 
 
 def _all_models() -> list[Any]:
+    # Through __all__: the run models are defined on first access, so vars() lacks them.
+    everything = [getattr(models, name) for name in models.__all__]
     return [
         value
-        for value in vars(models).values()
+        for value in everything
         if isinstance(value, type) and issubclass(value, WireModel) and value is not WireModel
     ]
 

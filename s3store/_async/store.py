@@ -16,11 +16,11 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from s3store import _validate, cas, codec, crypto
+from s3store import _validate, cas, codec, crypto, models
 from s3store import snapshot as snap
 from s3store._async.client import (
     AsyncBotoObjectClient,
@@ -63,9 +63,7 @@ from s3store.keys import SIDECAR_PARTS, Layout, LayoutName, Part, safe_session_i
 from s3store.models import (
     ArtifactStore,
     LoopCheckpoint,
-    RunRecord,
     SessionData,
-    SessionSnapshotV1,
     SubagentTaskSnapshot,
     TraceEvent,
     VerificationReport,
@@ -86,6 +84,9 @@ from s3store.types import (
     md5_etag,
 )
 
+if TYPE_CHECKING:
+    from s3store.models import RunRecord, SessionSnapshotV1
+
 log = logging.getLogger("s3store")
 M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", LoopCheckpoint, WorkflowCheckpoint)
@@ -104,10 +105,10 @@ _ID_PEEK_BYTES = 4096
 _FENCE_KEY = "s3store_fence"
 _SIDECAR_TYPES: dict[Part, Any] = {
     Part.TRACES: builtins.list[TraceEvent],
-    Part.RUNS: builtins.list[RunRecord],
     Part.VERIFICATION: builtins.list[VerificationReport],
     Part.SUBAGENT_TASKS: builtins.list[SubagentTaskSnapshot],
 }
+
 # The smallest SessionData document is 334 bytes (lease.PLACEHOLDER_MAX_BYTES); sealed, more.
 _MIN_SESSION_BYTES = 334
 _SNAPSHOT_MEMBERS = {
@@ -116,6 +117,13 @@ _SNAPSHOT_MEMBERS = {
     Part.VERIFICATION: "verification_reports",
     Part.SUBAGENT_TASKS: "subagent_tasks",
 }
+
+
+def _sidecar_type(part: Part) -> Any:
+    """A sidecar's document type; run records define their models on first use."""
+    if part is Part.RUNS:
+        return builtins.list[models.RunRecord]
+    return _SIDECAR_TYPES[part]
 
 
 class AsyncS3SessionStore:
@@ -661,7 +669,7 @@ class AsyncS3SessionStore:
         pool (the snapshot refers to them); the snapshot's ``sha256:`` digest is recorded
         in the object's metadata (``x-amz-meta-s3store-snapshot-digest``).
         """
-        snapshot = _validate.model(snapshot, SessionSnapshotV1, "snapshot")
+        snapshot = _validate.model(snapshot, models.SessionSnapshotV1, "snapshot")
         return await self._snapshots.save_snapshot(snapshot, mode, expected_digest)
 
     async def load_snapshot(self, id: str) -> SessionSnapshotV1 | None:
@@ -673,7 +681,7 @@ class AsyncS3SessionStore:
     async def _load_fragment(self, member: str, id: str) -> Any:
         """A sidecar fragment document by snapshot member name (no snapshot check)."""
         part = next(p for p, m in _SNAPSHOT_MEMBERS.items() if m == member)
-        return await self._load_sidecar_document(part, id, _SIDECAR_TYPES[part])
+        return await self._load_sidecar_document(part, id, _sidecar_type(part))
 
     async def update(
         self,
@@ -1065,14 +1073,14 @@ class AsyncS3SessionStore:
     ) -> PutResult:
         """Write the session's run records (one PUT; journal mode: a delta of the new
         records, as :meth:`save_trace_events`)."""
-        records = _validate.models(records, RunRecord, "records")
+        records = _validate.models(records, models.RunRecord, "records")
         return await self._save_sidecar(Part.RUNS, id, records, mode)
 
     async def load_run_records(self, id: str) -> builtins.list[RunRecord] | None:
         """The session's run records, or None (one GET; journal mode: as
         :meth:`load_trace_events`)."""
         records: builtins.list[RunRecord] | None = await self._load_sidecar(
-            Part.RUNS, id, list[RunRecord]
+            Part.RUNS, id, list[models.RunRecord]
         )
         return records
 
@@ -1348,12 +1356,16 @@ class AsyncS3SessionStore:
         for digest, known in versions.items():
             age = self._age(known.last_modified, when)
             if age is None or age >= floor:
+                # A version dated _EPOCH was uploaded while the server's clock was unknown
+                # (no Date on any answer yet): it cannot be proven young, so it goes up again.
+                undated = known.last_modified <= _EPOCH
                 log.warning(
-                    "bucket=<%s> key=<%s> | manifest landed %s after the blob version it "
-                    "relies on; re-uploading it",
+                    "bucket=<%s> key=<%s> | %s; re-uploading it",
                     self.bucket,
                     self.layout.blob_key(digest),
-                    age,
+                    "the blob version the manifest relies on has no known server time"
+                    if undated
+                    else f"manifest landed {age} after the blob version it relies on",
                 )
                 self._known_blobs.forget(digest)
                 await self._upload_blob(digest, contents[digest], create_only=False)
@@ -1832,7 +1844,7 @@ class AsyncS3SessionStore:
             "sessions": "session",
             "traces": builtins.list[TraceEvent],
             "verification": builtins.list[VerificationReport],
-            "runs": builtins.list[RunRecord],
+            "runs": builtins.list[models.RunRecord],
             "subagent_tasks": builtins.list[SubagentTaskSnapshot],
             "loop_checkpoints": LoopCheckpoint,
             "workflow_checkpoints": WorkflowCheckpoint,

@@ -97,13 +97,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import json
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from s3store import codec
+from s3store import codec, models
 from s3store._backends import gather_limited
 from s3store.errors import (
     AlreadyExistsError,
@@ -117,7 +118,7 @@ from s3store.errors import (
     TransientError,
 )
 from s3store.keys import Part
-from s3store.models import RunRecord, SessionData, TraceEvent
+from s3store.models import SessionData
 from s3store.types import IfMatch, ObjectInfo, PutMode, PutResult, Versioned, check_mode
 
 if TYPE_CHECKING:
@@ -148,16 +149,24 @@ class DocKind:
 
     name: str
     part: Part
-    array_type: Any = None  # an array sidecar's type (``list[TraceEvent]``); None: session
+    # An array sidecar's element model, by its name in s3store.models (run records are
+    # defined on first use, not when this module loads); None: the session.
+    item: str | None = None
 
     @property
     def array(self) -> bool:
-        return self.array_type is not None
+        return self.item is not None
+
+    @functools.cached_property
+    def array_type(self) -> Any:
+        """The array sidecar's document type (``list[TraceEvent]``)."""
+        list_of: Any = builtins.list
+        return list_of[getattr(models, self.item or "")]
 
 
 SESSION = DocKind("session", Part.SESSION)
-TRACES = DocKind("traces", Part.TRACES, builtins.list[TraceEvent])
-RUNS = DocKind("runs", Part.RUNS, builtins.list[RunRecord])
+TRACES = DocKind("traces", Part.TRACES, "TraceEvent")
+RUNS = DocKind("runs", Part.RUNS, "RunRecord")
 ARRAY_KINDS: dict[Part, DocKind] = {Part.TRACES: TRACES, Part.RUNS: RUNS}
 """The sidecars a journal store journals (the growing ones). Verification reports and
 subagent task snapshots are rewritten rather than appended to: whole documents."""

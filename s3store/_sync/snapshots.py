@@ -31,7 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from s3store import codec
+from s3store import codec, models
 from s3store import snapshot as snap
 from s3store._sync.lease import is_placeholder
 from s3store._backends import gather_limited, sleep
@@ -47,11 +47,12 @@ from s3store.errors import (
     OutcomeUnknownError,
     PreconditionFailedError,
 )
-from s3store.models import ArtifactStore, SessionData, SessionSnapshotV1
+from s3store.models import ArtifactStore, SessionData
 from s3store.types import IfMatch, PutMode, PutResult, check_mode
 
 if TYPE_CHECKING:
     from s3store._sync.store import S3SessionStore
+    from s3store.models import SessionSnapshotV1
 
 _RECENT_KEYS = 256
 _RECENT_BYTES = 64 * 1024 * 1024
@@ -474,5 +475,5 @@ def snapshot_from_parts(
         "retained_artifact_uris": sorted(artifacts.retained_uris) if artifacts else [],
     }
     data.update({k: v or [] for k, v in members.items()})
-    result: SessionSnapshotV1 = SessionSnapshotV1.model_validate(data)
+    result: SessionSnapshotV1 = models.SessionSnapshotV1.model_validate(data)
     return result

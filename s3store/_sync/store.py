@@ -17,11 +17,11 @@ import warnings
 from collections.abc import Iterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from s3store import _validate, cas, codec, crypto
+from s3store import _validate, cas, codec, crypto, models
 from s3store import snapshot as snap
 from s3store._sync.client import (
     BotoObjectClient,
@@ -64,9 +64,7 @@ from s3store.keys import SIDECAR_PARTS, Layout, LayoutName, Part, safe_session_i
 from s3store.models import (
     ArtifactStore,
     LoopCheckpoint,
-    RunRecord,
     SessionData,
-    SessionSnapshotV1,
     SubagentTaskSnapshot,
     TraceEvent,
     VerificationReport,
@@ -87,6 +85,9 @@ from s3store.types import (
     md5_etag,
 )
 
+if TYPE_CHECKING:
+    from s3store.models import RunRecord, SessionSnapshotV1
+
 log = logging.getLogger("s3store")
 M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", LoopCheckpoint, WorkflowCheckpoint)
@@ -105,10 +106,10 @@ _ID_PEEK_BYTES = 4096
 _FENCE_KEY = "s3store_fence"
 _SIDECAR_TYPES: dict[Part, Any] = {
     Part.TRACES: builtins.list[TraceEvent],
-    Part.RUNS: builtins.list[RunRecord],
     Part.VERIFICATION: builtins.list[VerificationReport],
     Part.SUBAGENT_TASKS: builtins.list[SubagentTaskSnapshot],
 }
+
 # The smallest SessionData document is 334 bytes (lease.PLACEHOLDER_MAX_BYTES); sealed, more.
 _MIN_SESSION_BYTES = 334
 _SNAPSHOT_MEMBERS = {
@@ -117,6 +118,13 @@ _SNAPSHOT_MEMBERS = {
     Part.VERIFICATION: "verification_reports",
     Part.SUBAGENT_TASKS: "subagent_tasks",
 }
+
+
+def _sidecar_type(part: Part) -> Any:
+    """A sidecar's document type; run records define their models on first use."""
+    if part is Part.RUNS:
+        return builtins.list[models.RunRecord]
+    return _SIDECAR_TYPES[part]
 
 
 class S3SessionStore:
@@ -662,7 +670,7 @@ class S3SessionStore:
         pool (the snapshot refers to them); the snapshot's ``sha256:`` digest is recorded
         in the object's metadata (``x-amz-meta-s3store-snapshot-digest``).
         """
-        snapshot = _validate.model(snapshot, SessionSnapshotV1, "snapshot")
+        snapshot = _validate.model(snapshot, models.SessionSnapshotV1, "snapshot")
         return self._snapshots.save_snapshot(snapshot, mode, expected_digest)
 
     def load_snapshot(self, id: str) -> SessionSnapshotV1 | None:
@@ -674,7 +682,7 @@ class S3SessionStore:
     def _load_fragment(self, member: str, id: str) -> Any:
         """A sidecar fragment document by snapshot member name (no snapshot check)."""
         part = next(p for p, m in _SNAPSHOT_MEMBERS.items() if m == member)
-        return self._load_sidecar_document(part, id, _SIDECAR_TYPES[part])
+        return self._load_sidecar_document(part, id, _sidecar_type(part))
 
     def update(
         self,
@@ -1066,14 +1074,14 @@ class S3SessionStore:
     ) -> PutResult:
         """Write the session's run records (one PUT; journal mode: a delta of the new
         records, as :meth:`save_trace_events`)."""
-        records = _validate.models(records, RunRecord, "records")
+        records = _validate.models(records, models.RunRecord, "records")
         return self._save_sidecar(Part.RUNS, id, records, mode)
 
     def load_run_records(self, id: str) -> builtins.list[RunRecord] | None:
         """The session's run records, or None (one GET; journal mode: as
         :meth:`load_trace_events`)."""
         records: builtins.list[RunRecord] | None = self._load_sidecar(
-            Part.RUNS, id, list[RunRecord]
+            Part.RUNS, id, list[models.RunRecord]
         )
         return records
 
@@ -1349,12 +1357,16 @@ class S3SessionStore:
         for digest, known in versions.items():
             age = self._age(known.last_modified, when)
             if age is None or age >= floor:
+                # A version dated _EPOCH was uploaded while the server's clock was unknown
+                # (no Date on any answer yet): it cannot be proven young, so it goes up again.
+                undated = known.last_modified <= _EPOCH
                 log.warning(
-                    "bucket=<%s> key=<%s> | manifest landed %s after the blob version it "
-                    "relies on; re-uploading it",
+                    "bucket=<%s> key=<%s> | %s; re-uploading it",
                     self.bucket,
                     self.layout.blob_key(digest),
-                    age,
+                    "the blob version the manifest relies on has no known server time"
+                    if undated
+                    else f"manifest landed {age} after the blob version it relies on",
                 )
                 self._known_blobs.forget(digest)
                 self._upload_blob(digest, contents[digest], create_only=False)
@@ -1833,7 +1845,7 @@ class S3SessionStore:
             "sessions": "session",
             "traces": builtins.list[TraceEvent],
             "verification": builtins.list[VerificationReport],
-            "runs": builtins.list[RunRecord],
+            "runs": builtins.list[models.RunRecord],
             "subagent_tasks": builtins.list[SubagentTaskSnapshot],
             "loop_checkpoints": LoopCheckpoint,
             "workflow_checkpoints": WorkflowCheckpoint,

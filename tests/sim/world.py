@@ -3,9 +3,11 @@
 Every request a store makes goes through a :class:`SimClient`: it waits out its process's
 pause, travels for a seeded latency, is applied at the :class:`MemoryBackend` as one atomic
 step (or fails before applying, or applies and loses its answer), and comes back. Above the
-wire the client behaves like botocore: it retries 5xx, resets and timeouts up to
-``max_attempts`` with the *same* request (a lost answer followed by a retry is how one write
-lands twice in real life) and reports ``retried`` on the error it finally raises.
+wire the client behaves like botocore (:class:`Botocore`): it retries 5xx, resets and
+timeouts up to ``max_attempts`` with the *same* request (a lost answer followed by a retry is
+how one write lands twice in real life) and reports ``retried`` on the error it finally
+raises. ``tests/sim/obstore_wire.py`` puts the obstore transport on the same wire, with
+object_store's retry rules instead (an :class:`Sdk` of its own).
 
 The :class:`Checker` watches every applied step and checks the invariants that can be judged
 at that instant (dangling blob references, stale lease holders, epochs, ignored conditions);
@@ -18,10 +20,10 @@ import asyncio
 import contextvars
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from s3store import cas
 from s3store._async import journal
@@ -78,6 +80,72 @@ class Step:
 
 class Violation(AssertionError):
     """An invariant failed."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt of a request ended, when it did not end with an answer to return.
+
+    ``kind``: "error" (the server refused it: ``value`` is the StoreError the backend
+    raised), "too-old" (refused as signed too long ago), "409" (refused as conflicting),
+    "fail" (5xx or reset before it was applied) or "timeout" (no answer in time: it may
+    have been applied).
+    """
+
+    op: str
+    key: str
+    kind: str
+    value: Any
+    attempts: int
+    elapsed: float
+    """Virtual seconds since the first attempt was sent."""
+
+
+class Sdk(Protocol):
+    """The client library around the wire: which failed attempts it re-sends, and what its
+    caller sees when it gives up."""
+
+    def again(self, attempt: Attempt) -> bool: ...
+
+    def failure(self, attempt: Attempt) -> BaseException: ...
+
+
+class Botocore:
+    """botocore's standard retry mode as the store sees it: 5xx, resets and timeouts are
+    re-sent (any request, conditional or not) up to ``max_attempts``; a 409 is not."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def again(self, attempt: Attempt) -> bool:
+        return (
+            attempt.kind in ("fail", "timeout")
+            and attempt.attempts < self.world.faults.max_attempts
+        )
+
+    def failure(self, attempt: Attempt) -> BaseException:
+        bucket, op, key = self.world.bucket, attempt.op, attempt.key
+        retried = attempt.attempts > 1
+        error: StoreError
+        if attempt.kind == "error":
+            error = attempt.value
+        elif attempt.kind == "too-old":
+            error = AccessDeniedError(f"{op} failed: RequestTimeTooSkewed", bucket=bucket, key=key)
+        elif attempt.kind == "409":
+            error = ConditionalRequestConflictError(
+                f"{op} failed: conflicting concurrent request (409)", bucket=bucket, key=key
+            )
+        else:
+            kind = attempt.kind
+            error = TransientError(
+                f"{op} failed: {kind} after {attempt.attempts} attempts",
+                bucket=bucket,
+                key=key,
+                code="RequestTimeout" if kind == "timeout" else "InternalError",
+            )
+            retried = True
+        error.retried = retried
+        return error
 
 
 class Process:
@@ -150,13 +218,15 @@ class World:
         *,
         conditional: bool,
         mutating: bool,
+        sdk: Sdk | None = None,
     ) -> Any:
-        """One request from ``process``, with botocore's retry loop around it."""
+        """One request from ``process``, re-sent as ``sdk`` (default botocore) decides."""
         f = self.faults
+        client = sdk if sdk is not None else Botocore(self)
         attempts = 0
+        started = self.now()
         while True:
             attempts += 1
-            retried = attempts > 1
             await self._gate(process)
             sent_at = self.now()
             roll = self.rng.random()
@@ -185,31 +255,10 @@ class World:
             await self._gate(process)
             if kind == "ok":
                 return value
-            if kind == "error":
-                if isinstance(value, StoreError):
-                    value.retried = retried
-                raise value
-            if kind == "409":
-                conflict = ConditionalRequestConflictError(
-                    f"{op} failed: conflicting concurrent request (409)",
-                    bucket=self.bucket,
-                    key=key,
-                )
-                conflict.retried = retried
-                raise conflict
-            # "fail" (5xx / reset before applying) and "timeout" (answer lost or too slow):
-            # botocore retries both with the same request.
-            if attempts < f.max_attempts:
-                await asyncio.sleep(self.rng.uniform(0.0, 0.05 * 2**attempts))
-                continue
-            exhausted = TransientError(
-                f"{op} failed: {kind} after {attempts} attempts",
-                bucket=self.bucket,
-                key=key,
-                code="RequestTimeout" if kind == "timeout" else "InternalError",
-            )
-            exhausted.retried = True
-            raise exhausted
+            attempt = Attempt(op, key, kind, value, attempts, self.now() - started)
+            if not client.again(attempt):
+                raise client.failure(attempt)
+            await asyncio.sleep(self.rng.uniform(0.0, 0.05 * 2**attempts))
 
     async def _deliver(
         self,
@@ -231,17 +280,14 @@ class World:
             result: tuple[str, Any] = (fault, None)
         elif self.now() - sent_at > self.faults.max_request_age:
             self.record(actor, op, key, detail, "refused (request too old)")
-            result = (
-                "error",
-                AccessDeniedError(
-                    f"{op} failed: RequestTimeTooSkewed", bucket=self.bucket, key=key
-                ),
-            )
+            result = ("too-old", None)
         else:
             try:
                 value = apply()
             except StoreError as exc:
-                self.record(actor, op, key, detail, type(exc).__name__)
+                # A transport's own error type may say better what the server answered.
+                label = getattr(exc, "wire_label", None) or type(exc).__name__
+                self.record(actor, op, key, detail, label)
                 result = ("error", exc)
             else:
                 self.record(actor, op, key, detail, _describe(value))
@@ -252,6 +298,36 @@ class World:
         await asyncio.sleep(back)
         if not answer.done():
             answer.set_result(result)
+
+    # -- what a write does at the server (the checker watches both transports here) --------
+
+    def apply_put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> PutResult:
+        self.checker.before_put(key, body, if_none_match, if_match)
+        result = self.backend.put(
+            self.bucket,
+            key,
+            body,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            metadata=metadata,
+        )
+        self.checker.after_put(key, body, result)
+        return result
+
+    def apply_delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            existed = self.backend.head(self.bucket, key)
+            self.backend.delete(self.bucket, key)
+            if existed is not None:
+                self.checker.after_delete(key)
 
     async def _gate(self, process: Process) -> None:
         generation = process.generation
@@ -347,17 +423,9 @@ class SimClient:
         detail = "If-None-Match" if if_none_match else f"If-Match {if_match}" if if_match else ""
 
         def apply() -> PutResult:
-            self.world.checker.before_put(key, body, if_none_match, if_match)
-            result = self.backend.put(
-                self.bucket,
-                key,
-                body,
-                if_none_match=if_none_match,
-                if_match=if_match,
-                metadata=metadata,
+            return self.world.apply_put(
+                key, body, if_none_match=if_none_match, if_match=if_match, metadata=metadata
             )
-            self.world.checker.after_put(key, body, result)
-            return result
 
         result: PutResult = await self._send(
             "PutObject",
@@ -426,15 +494,12 @@ class SimClient:
     async def delete_many(self, keys: Any) -> None:
         keys = list(keys)
 
-        def apply() -> None:
-            for key in keys:
-                existed = self.backend.head(self.bucket, key)
-                self.backend.delete(self.bucket, key)
-                if existed is not None:
-                    self.world.checker.after_delete(key)
-
         await self._send(
-            "DeleteObjects", keys[0] if keys else "", apply, f"{len(keys)} keys", mutating=True
+            "DeleteObjects",
+            keys[0] if keys else "",
+            lambda: self.world.apply_delete_many(keys),
+            f"{len(keys)} keys",
+            mutating=True,
         )
 
     async def list_page(
