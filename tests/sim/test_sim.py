@@ -1,9 +1,10 @@
 """The fleet simulator in the suite: bounded seeds, exact replay, and checks that can fail.
 
-``make test`` runs ``S3STORE_SIM_SEEDS`` seeds (default 100) of every profile, about a
-minute, and ``S3STORE_SIM_OBSTORE_SEEDS`` (default 25) with the stores on the obstore client
-(``transport="obstore"``); ``make sim SEEDS=N`` runs more of both. A failure prints the seed, the broken invariant and
-the last steps of the history, and the command that replays it.
+``make test`` runs ``S3STORE_SIM_SEEDS`` seeds (default 60) of every profile and
+``S3STORE_SIM_OBSTORE_SEEDS`` (default 25) with the stores on the obstore client
+(``transport="obstore"``), about a minute and a half; ``make sim SEEDS=N`` runs more of
+both. A failure prints the seed, the broken invariant and the last steps of the history, and
+the command that replays it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from s3store.config import StoreSettings
 from s3store.errors import OutcomeUnknownError, PreconditionFailedError
 from tests.sim.fleet import PROFILES, Result, run_seed
 
-SEEDS = int(os.environ.get("S3STORE_SIM_SEEDS", "100"))
+SEEDS = int(os.environ.get("S3STORE_SIM_SEEDS", "60"))
 OBSTORE_SEEDS = int(os.environ.get("S3STORE_SIM_OBSTORE_SEEDS", "25"))
 ROOT = Path(__file__).resolve().parents[2]
 
